@@ -1,0 +1,227 @@
+"""The colorization network: an encoder's taps, batch-normed, merged by a residual
+upsampling head (Dahl, "Automatic Colorization", 2016) into chroma.
+
+    L (B, 1, H, W) in [0, 100]
+      -> encoder taps  t1 (s1) .. tK (s 2^(K-1))                  # vgg16: 64,128,256,512 ch
+      -> x = conv1x1(BN(tK))                                        # (B, c_{K-1}, H/2^(K-1), W/2^(K-1))
+      -> for i = K-1 .. 1:  x = conv3x3(up2(x) + BN(ti))            # ... (B, c_{i-1}, H/2^(i-1), W/2^(i-1))
+      -> x = conv3x3(conv3x3(x + gray))                             # (B, final_width, H, W)
+      -> out conv: 2 chroma channels (regression) or Q bin logits (classification)
+    ab (B, 2, H, W) in Lab units
+
+H and W must be multiples of ``Colorizer.multiple``.  Everything a model needs to be
+rebuilt is in ``ColorizerConfig``; weights files carry it (see ``tint.weights``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+AB_SCALE = 100.0   # regression output is ab / AB_SCALE
+
+
+@dataclass(frozen=True)
+class ColorizerConfig:
+    backbone: str = "vgg16"          # key of BACKBONES
+    output: str = "ab"               # "ab": regress chroma; "bins": classify quantized chroma
+    final_width: int = 3             # channels after the last tap is merged (3 in the classic design)
+    bin_step: float = 10.0           # ab grid spacing for output="bins"
+    temperature: float = 0.38        # annealed-mean readout for output="bins" (Zhang et al. 2016)
+    size: int = 256                  # default working size: the network sees about size*size pixels
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; known: {', '.join(BACKBONES)}")
+        if self.output not in ("ab", "bins"):
+            raise ValueError(f"output must be 'ab' or 'bins', got {self.output!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ColorizerConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)} (file from a newer tint?)")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- encoders
+def _conv(cin, cout, k=3, bias=True):
+    return nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias)
+
+
+class VGG16Encoder(nn.Module):
+    """VGG16 conv1_1 .. conv4_3 (ReLU after each conv, 2x2 max-pool between blocks).
+
+    The input is two planes: gray in [0, 1] and a plane of ones.  The ones plane lets an
+    imported first conv carry Caffe's per-channel mean exactly, zero padding included
+    (see ``tint.importers.fold_rgb_conv``).
+    """
+    blocks = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512))
+    tap_channels = (64, 128, 256, 512)     # conv1_2, conv2_2, conv3_3, conv4_3
+    multiple = 8
+
+    def __init__(self, in_channels: int = 2):
+        super().__init__()
+        cin = in_channels
+        for b, widths in enumerate(self.blocks, 1):
+            for i, w in enumerate(widths, 1):
+                setattr(self, f"conv{b}_{i}", _conv(cin, w))
+                cin = w
+
+    def forward(self, x):
+        taps = []
+        for b, widths in enumerate(self.blocks, 1):
+            if b > 1:
+                x = F.max_pool2d(x, 2)
+            for i in range(1, len(widths) + 1):
+                x = F.relu(getattr(self, f"conv{b}_{i}")(x))
+            taps.append(x)                  # (B, tap_channels[b-1], H/2^(b-1), W/2^(b-1))
+        return taps
+
+
+class TinyDarknetEncoder(nn.Module):
+    """Darknet "tiny" (pjreddie cfg/tiny.cfg) up to its 14x14x128 feature map.
+
+    15 bias-free convs, each BN (eps 1e-3) + LeakyReLU(0.1); taps at the end of each of
+    the five stages (strides 1, 2, 4, 8, 16).  ``classifier`` (conv1x1 to 1000 classes +
+    global average pool) exists only for checking an import against ImageNet.
+    """
+    # (kernel, width) per conv; None marks a 2x2 max-pool; "tap" the end of a stage.
+    layers = ((3, 16), "tap", None, (3, 32), "tap", None,
+              (1, 16), (3, 128), (1, 16), (3, 128), "tap", None,
+              (1, 32), (3, 256), (1, 32), (3, 256), "tap", None,
+              (1, 64), (3, 512), (1, 64), (3, 512), (1, 128), "tap")
+    tap_channels = (16, 32, 128, 256, 128)
+    multiple = 16
+    bn_eps = 1e-3
+
+    def __init__(self, in_channels: int = 2, classifier: bool = False):
+        super().__init__()
+        cin, n = in_channels, 0
+        for layer in self.layers:
+            if isinstance(layer, tuple):
+                n += 1
+                k, w = layer
+                setattr(self, f"conv{n}", _conv(cin, w, k, bias=False))
+                setattr(self, f"bn{n}", nn.BatchNorm2d(w, eps=self.bn_eps))
+                cin = w
+        self.n_convs = n
+        self.classifier = nn.Conv2d(cin, 1000, 1) if classifier else None
+
+    def forward(self, x):
+        taps, n = [], 0
+        for layer in self.layers:
+            if layer is None:
+                x = F.max_pool2d(x, 2)
+            elif layer == "tap":
+                taps.append(x)
+            else:
+                n += 1
+                x = F.leaky_relu(getattr(self, f"bn{n}")(getattr(self, f"conv{n}")(x)), 0.1)
+        return taps
+
+    def classify(self, rgb):
+        """ImageNet logits (B, 1000) in darknet's class order, from RGB in [0, 1]."""
+        return self.classifier(self.forward(rgb)[-1]).mean((2, 3))
+
+
+BACKBONES = {"vgg16": VGG16Encoder, "tiny-darknet": TinyDarknetEncoder}
+
+
+# --------------------------------------------------------------------------- head
+class ResidualHead(nn.Module):
+    """Dahl's residual upsampling head over taps ordered shallow (stride 1) to deep."""
+
+    def __init__(self, tap_channels, final_width: int, out_channels: int):
+        super().__init__()
+        c = tap_channels
+        k = len(c)
+        self.bns = nn.ModuleList(nn.BatchNorm2d(ch) for ch in c)
+        self.reduce = nn.Conv2d(c[-1], c[-2], 1)
+        widths = list(c[:-1][::-1][1:]) + [final_width]        # vgg16: 128, 64, 3
+        self.merges = nn.ModuleList(_conv(c[-2 - i], widths[i]) for i in range(k - 1))
+        self.refine = _conv(final_width, final_width)
+        self.out = _conv(final_width, out_channels)
+
+    def forward(self, taps, gray):
+        x = self.reduce(self.bns[-1](taps[-1]))                 # (B, c[K-2], H/2^(K-1), W/2^(K-1))
+        for i, conv in enumerate(self.merges):
+            tap = len(taps) - 2 - i
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            x = F.relu(conv(x + self.bns[tap](taps[tap])))      # (B, widths[i], H/2^tap, W/2^tap)
+        x = F.relu(self.refine(x + gray))                       # (B, final_width, H, W)
+        return self.out(x)                                      # (B, 2 or Q, H, W)
+
+
+def ab_bins(step: float = 10.0) -> torch.Tensor:
+    """Centres (Q, 2) of the ab grid cells that hold some in-gamut sRGB colour.
+
+    Computed, not downloaded: every sRGB colour on a 64^3 lattice is binned and the
+    occupied cells kept (step 10 gives about 300 bins, like Zhang's 313).
+    """
+    from .color import rgb_to_lab
+    v = torch.linspace(0, 1, 64, dtype=torch.float64)
+    rgb = torch.stack(torch.meshgrid(v, v, v, indexing="ij")).reshape(3, -1, 1)
+    ab = rgb_to_lab(rgb)[1:].reshape(2, -1).T
+    cells = torch.unique(torch.round(ab / step), dim=0)
+    return (cells * step).float()
+
+
+class Colorizer(nn.Module):
+    """Lightness in, chroma out.  ``forward(L) -> ab`` at the same (working) size."""
+
+    def __init__(self, config: ColorizerConfig = ColorizerConfig()):
+        super().__init__()
+        self.config = config
+        self.encoder = BACKBONES[config.backbone](in_channels=2)
+        self.multiple = self.encoder.multiple
+        if config.output == "bins":
+            self.register_buffer("bins", ab_bins(config.bin_step))   # (Q, 2)
+            out_channels = self.bins.shape[0]
+        else:
+            out_channels = 2
+        self.head = ResidualHead(self.encoder.tap_channels, config.final_width, out_channels)
+
+    def _check(self, L):
+        if L.dim() != 4 or L.shape[1] != 1:
+            raise ValueError(f"expected L of shape (B, 1, H, W), got {tuple(L.shape)}")
+        h, w = L.shape[-2:]
+        if h % self.multiple or w % self.multiple:
+            raise ValueError(f"H and W must be multiples of {self.multiple}, got {h}x{w}")
+
+    def raw(self, L: torch.Tensor) -> torch.Tensor:
+        """Head output: (B, 2, H, W) ab/AB_SCALE for regression, (B, Q, H, W) logits for bins."""
+        self._check(L)
+        gray = L / 100.0
+        x = torch.cat((gray, torch.ones_like(gray)), 1)        # (B, 2, H, W)
+        return self.head(self.encoder(x), gray)
+
+    def readout(self, raw: torch.Tensor) -> torch.Tensor:
+        """Head output -> ab (B, 2, H, W) in Lab units."""
+        if self.config.output == "ab":
+            return raw * AB_SCALE
+        # Annealed mean: sharpen the distribution, then take its mean, which keeps
+        # colours vivid (mode-like) without the mode's spatial speckle.
+        p = torch.softmax(raw.float() / self.config.temperature, dim=1)
+        return torch.einsum("bqhw,qc->bchw", p, self.bins.float()).to(raw.dtype)
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.raw(L))
+
+
+def working_shape(h: int, w: int, size: int, multiple: int) -> tuple[int, int]:
+    """The (h, w) the network runs at: about size*size pixels, the input's aspect kept,
+    each side a multiple of ``multiple`` and at least ``multiple``."""
+    if h <= 0 or w <= 0:
+        raise ValueError(f"image has no pixels ({w}x{h})")
+    s = size / math.sqrt(h * w)
+    return (max(multiple, round(h * s / multiple) * multiple),
+            max(multiple, round(w * s / multiple) * multiple))

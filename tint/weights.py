@@ -1,0 +1,133 @@
+"""The native weights format: safetensors (no pickle) with the model config inside.
+
+A file holds the tensors of a ``Colorizer`` state dict plus three metadata strings:
+``format`` (``tint-weights/1``), ``config`` (JSON of ``ColorizerConfig``) and ``meta``
+(JSON: where the weights came from, training data and terms, metrics).  The file alone
+rebuilds its model.  Loading memory-maps the file and checks every key and shape.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import TintError
+from .model import Colorizer, ColorizerConfig
+
+FORMAT = "tint-weights/1"
+PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class NamedWeights:
+    """A bundled checkpoint: file inside the package, its hash and what it is."""
+    file: str
+    sha256: str
+    description: str
+
+
+# Filled in when a trained model is shipped (see docs/TRAINING.md).
+REGISTRY: dict[str, NamedWeights] = {}
+DEFAULT = "default"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` and move the result onto ``path`` only once it is complete."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(model: Colorizer, path, *, dtype=torch.float16, meta: dict | None = None) -> Path:
+    """Write ``model`` to ``path`` (floats cast to ``dtype``); returns the path."""
+    from safetensors.torch import save_file
+    tensors = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu()
+               for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "config": json.dumps(model.config.to_dict()),
+                "meta": json.dumps(meta or {}, sort_keys=True)}
+    path = Path(path)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return path
+
+
+def read_header(path) -> tuple[ColorizerConfig, dict]:
+    """(config, meta) of a weights file, without reading its tensors."""
+    from safetensors import safe_open
+    path = Path(path)
+    if not path.is_file():
+        raise TintError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+    except Exception as e:  # safetensors raises several types for a bad header
+        raise TintError(f"{path}: not a safetensors weights file ({e})") from None
+    if md.get("format") != FORMAT or "config" not in md:
+        raise TintError(f"{path}: not a tint weights file (no '{FORMAT}' config inside; "
+                        f"convert foreign weights with 'tint convert')")
+    try:
+        config = ColorizerConfig.from_dict(json.loads(md["config"]))
+        meta = json.loads(md.get("meta", "{}"))
+    except (ValueError, TypeError) as e:
+        raise TintError(f"{path}: bad config in weights file: {e}") from None
+    return config, meta
+
+
+def load_state(model: torch.nn.Module, tensors: dict, source: str) -> None:
+    """Copy ``tensors`` into ``model``: every key used, every shape equal, or a TintError naming it."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing:
+        raise TintError(f"{source}: missing tensor {missing[0]!r} ({len(missing)} missing)")
+    if unexpected:
+        raise TintError(f"{source}: unexpected tensor {unexpected[0]!r} ({len(unexpected)} unused)")
+    for k, v in tensors.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise TintError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, "
+                            f"model expects {tuple(own[k].shape)}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=True)
+
+
+def load_weights(path, device="cpu", dtype=torch.float32) -> tuple[Colorizer, dict]:
+    """Rebuild the model stored in ``path``; returns (model in eval mode, meta)."""
+    from safetensors.torch import load_file
+    config, meta = read_header(path)
+    model = Colorizer(config)
+    load_state(model, load_file(str(path)), str(path))
+    return model.to(device=device, dtype=dtype).eval(), meta
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve(weights: str | os.PathLike | None) -> Path:
+    """A bundled name (``default``) or a path -> the file to load, hash-checked if bundled."""
+    name = DEFAULT if weights is None else str(weights)
+    if name in REGISTRY:
+        entry = REGISTRY[name]
+        path = PACKAGE_WEIGHTS / entry.file
+        if not path.is_file():
+            raise TintError(f"bundled weights {name!r} missing from this install ({path})")
+        if sha256(path) != entry.sha256:
+            raise TintError(f"bundled weights {name!r} are corrupt (sha256 mismatch): reinstall tint")
+        return path
+    if weights is None:
+        raise TintError("no default weights are bundled with this install; pass --weights FILE "
+                        "(a .safetensors from 'tint train' or 'tint convert')")
+    return Path(weights)
