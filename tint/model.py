@@ -15,6 +15,7 @@ rebuilt is in ``ColorizerConfig``; weights files carry it (see ``tint.weights``)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -162,6 +163,11 @@ class ResidualHead(nn.Module):
 
 
 def ab_bins(step: float = 10.0) -> torch.Tensor:
+    return _ab_bins(float(step)).clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _ab_bins(step: float) -> torch.Tensor:
     """Centres (Q, 2) of the ab grid cells that hold some in-gamut sRGB colour.
 
     Computed, not downloaded: every sRGB colour on a 64^3 lattice is binned and the
