@@ -277,9 +277,11 @@ def colorize(image, *, size: int | None = None, weights=None, device="auto", run
         if out.dtype != np.uint8:      # PIL has no 16-bit RGB: hand back 8 bits
             out = (out.astype(np.float32) / (65535.0 if out.dtype == np.uint16 else 1.0) * 255).round().clip(0, 255).astype(np.uint8)
         result = Image.fromarray(out, "RGBA" if out.shape[2] == 4 else "RGB")
-        for k in ("icc_profile", "dpi"):
-            if k in image.info:
-                result.info[k] = image.info[k]
+        from .io import icc_colorspace
+        if icc_colorspace(image.info.get("icc_profile")) == "RGB":   # a GRAY profile would mislabel RGB
+            result.info["icc_profile"] = image.info["icc_profile"]
+        if "dpi" in image.info:
+            result.info["dpi"] = image.info["dpi"]
         return result
     if isinstance(image, (str, Path)):
         raise TintError("colorize() takes pixels; for files use tint.io.read_image or 'tint image'")

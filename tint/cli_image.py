@@ -1,0 +1,282 @@
+"""``tint image`` (colorize files, folders and globs) and ``tint info``.
+
+A batch never stops at a bad file: each failure is one line on stderr, existing outputs
+are skipped (so a killed batch resumes where it stopped), and a summary ends the run.
+Exit status: 0 all done, 1 some file failed, 2 usage error (cli.main turns TintError into 2).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import TintError
+
+SAMPLE = Path(__file__).parent / "samples" / "sample.jpg"
+FORMATS = ("jpg", "png", "tif", "webp", "bmp")
+_GLOB_CHARS = set("*?[")
+
+
+def add_image_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="*", metavar="IN",
+                   help="image files, folders of images, or glob patterns ('photos/*.jpg')")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output folder (created); or an image file name when there is one input")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (default: skip them, so a stopped batch resumes)")
+    p.add_argument("--recursive", "-r", action="store_true",
+                   help="include subfolders of folder inputs, keeping their layout under OUT")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="output format (default: the input's, or png when tint cannot write it)")
+    p.add_argument("--quality", type=int, default=None, metavar="N",
+                   help="JPEG/WebP quality 1-100 (default 92 for JPEG, 90 for WebP)")
+    p.add_argument("--sample", action="store_true",
+                   help="also colorize the bundled sample photo (Daguerre, Paris 1838)")
+
+
+# --------------------------------------------------------------------------- planning
+@dataclass
+class Job:
+    src: Path
+    rel: Path          # where the output goes, relative to the output folder
+
+
+def _has_glob(s: str) -> bool:
+    return any(c in s for c in _GLOB_CHARS)
+
+
+def _folder_images(folder: Path, recursive: bool) -> list[Path]:
+    from .io import READ_EXTENSIONS
+    walk = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in walk if p.is_file() and p.suffix.lower() in READ_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
+def collect(inputs: list[str], recursive: bool) -> tuple[list[Job], list[str], list[str]]:
+    """Inputs -> (jobs, failures 'path: reason', notes).  Folders give their images (the
+    relative layout kept with ``recursive``), globs are expanded here as well as by the
+    shell (Windows shells do not), anything else is taken as a file."""
+    jobs: list[Job] = []
+    failures: list[str] = []
+    notes: list[str] = []
+    seen: set[Path] = set()
+
+    def add(src: Path, rel: Path):
+        key = src.resolve()
+        if key not in seen:
+            seen.add(key)
+            jobs.append(Job(src, rel))
+
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            images = _folder_images(path, recursive)
+            if not images:
+                notes.append(f"{path}: no images in this folder"
+                             + ("" if recursive else " (use --recursive for subfolders)"))
+            for img in images:
+                add(img, img.relative_to(path) if recursive else Path(img.name))
+        elif not path.exists() and _has_glob(raw):
+            matches = sorted(glob.glob(raw, recursive=True))
+            files = [Path(m) for m in matches if Path(m).is_file()]
+            if not files:
+                failures.append(f"{raw}: no file matches this pattern")
+            for f in files:
+                add(f, Path(f.name))
+        else:
+            add(path, Path(path.name))      # read_image reports missing / empty / not an image
+    return jobs, failures, notes
+
+
+def _output_suffix(src: Path, fmt: str | None) -> str:
+    from .io import WRITE_FORMATS
+    if fmt:
+        return "." + fmt
+    ext = src.suffix.lower()
+    return ext if ext in WRITE_FORMATS else ".png"
+
+
+def plan_outputs(jobs: list[Job], output: str, fmt: str | None) -> tuple[list[tuple[Job, Path]], list[str]]:
+    """Each job's output path, and failures for outputs that two inputs would share.
+
+    One input and an OUT with an image extension: OUT is the file.  Otherwise OUT is a
+    folder (created here; TintError, i.e. a usage error, if that is impossible)."""
+    from .io import WRITE_FORMATS
+    out = Path(output)
+    if out.suffix.lower() in WRITE_FORMATS and not out.is_dir():
+        if len(jobs) != 1:
+            raise TintError(f"-o {output} names one file, but there are {len(jobs)} inputs; "
+                            f"give a folder instead")
+        if fmt and WRITE_FORMATS[out.suffix.lower()] != WRITE_FORMATS["." + fmt]:
+            raise TintError(f"--format {fmt} contradicts -o {output}")
+        _ensure_folder(out.parent)
+        pairs = [(jobs[0], out)]
+    else:
+        _ensure_folder(out)
+        pairs = [(job, out / job.rel.with_suffix(_output_suffix(job.src, fmt))) for job in jobs]
+
+    # An output may be neither an input (hard links and symlinks included) nor another's output.
+    inputs = {_file_id(job.src) for job in jobs} - {None}
+    planned, failures, owner = [], [], {}
+    for job, dst in pairs:
+        key = os.path.normcase(os.path.abspath(dst))
+        if _file_id(dst) in inputs or dst.resolve() == job.src.resolve():
+            failures.append(f"{job.src}: refusing to write over an input file ({dst})")
+        elif key in owner:
+            failures.append(f"{job.src}: its output {dst} is already the output of {owner[key]}")
+        else:
+            owner[key] = job.src
+            planned.append((job, dst))
+    return planned, failures
+
+
+def _file_id(path: Path):
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _ensure_folder(folder: Path) -> None:
+    """Create ``folder`` and prove it is writable, or raise a TintError (exit 2)."""
+    import tempfile
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise TintError(f"output folder {folder} exists as a file") from None
+    except OSError as e:
+        raise TintError(f"cannot create output folder {folder}: {e.strerror or e}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tint-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise TintError(f"output folder {folder} is not writable: {e.strerror or e}") from None
+
+
+# --------------------------------------------------------------------------- running
+def run_image(args) -> int:
+    import warnings
+
+    # Pillow warns (on stderr, between our lines) about damaged metadata in files it still
+    # decodes; the batch reports real failures itself.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        return _run_image(args)
+
+
+def _run_image(args) -> int:
+    from .io import read_image, write_image
+
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise TintError(f"--quality must be between 1 and 100, got {args.quality}")
+    inputs = list(args.inputs) + ([str(SAMPLE)] if args.sample else [])
+    if not inputs:
+        raise TintError("no inputs: give image files, folders or globs (or --sample)")
+    from .weights import resolve
+    resolve(args.weights)         # no weights is a usage error: say so before touching any file
+    jobs, failures, notes = collect(inputs, args.recursive)
+    for note in notes:
+        print(f"tint image: {note}", file=sys.stderr)
+    if not jobs and not failures:
+        raise TintError("no images found in the inputs")
+    planned, clashes = plan_outputs(jobs, args.output, args.format) if jobs else ([], [])
+    failures += clashes
+    for line in failures:
+        print(f"tint image: {line}", file=sys.stderr)
+
+    todo = [(job, dst) for job, dst in planned if args.overwrite or not (dst.exists() or dst.is_symlink())]
+    skipped = len(planned) - len(todo)
+    done = 0
+    failed = len(failures)
+    if todo:
+        import torch
+        from tqdm import tqdm
+
+        from . import load
+        runner = load(args.weights, args.device)  # once for the whole batch
+        said: set[str] = set()
+        bar = tqdm(todo, desc="tint image", unit="img", file=sys.stderr, dynamic_ncols=True,
+                   leave=False, disable=None)    # None: a bar on terminals, none in logs
+        for job, dst in bar:
+            try:
+                data = read_image(job.src)                      # its errors name the file
+                try:
+                    out = runner.colorize_array(data.rgba(), size=args.size)
+                except TintError as e:
+                    raise TintError(f"{job.src}: {e}") from None
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                for note in write_image(dst, out, icc=data.icc, exif=data.exif, quality=args.quality,
+                                        overwrite=args.overwrite, protect=(job.src,)):
+                    if note not in said:          # once per batch, not once per file
+                        said.add(note)
+                        tqdm.write(f"tint image: note: {note}", file=sys.stderr)
+                done += 1
+            except TintError as e:
+                failed += 1
+                tqdm.write(f"tint image: {e}", file=sys.stderr)
+            except OSError as e:                  # e.g. a subfolder of OUT that cannot be made
+                failed += 1
+                tqdm.write(f"tint image: {job.src}: {e.strerror or e}", file=sys.stderr)
+            except (MemoryError, torch.cuda.OutOfMemoryError):
+                failed += 1
+                if runner.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                tqdm.write(f"tint image: {job.src}: out of memory (try a smaller --size)", file=sys.stderr)
+        bar.close()
+    if skipped:
+        print(f"tint image: note: {skipped} output(s) exist and were skipped "
+              f"(use --overwrite to replace them)", file=sys.stderr)
+    print(f"{done} colorized, {failed} failed, {skipped} skipped (exist)")
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- info
+def add_info_arguments(p: argparse.ArgumentParser) -> None:
+    pass    # only the shared --weights / --device / --size
+
+
+def run_info(args) -> int:
+    import platform
+
+    import torch
+
+    from . import __version__
+    from .api import pick_device
+    from .model import Colorizer
+    from .weights import read_header, resolve
+
+    rows = [("tint", __version__), ("python", platform.python_version()), ("torch", torch.__version__)]
+    try:
+        import cv2
+        rows.append(("opencv", cv2.__version__))
+    except ImportError:
+        rows.append(("opencv", "not installed (16-bit colour images are read and written as 8-bit)"))
+    device = pick_device(args.device)
+    name = str(device)
+    if device.type == "cuda":
+        name += f" ({torch.cuda.get_device_name(device)})"
+    rows.append(("device", name))
+    try:
+        path = resolve(args.weights)
+    except TintError as e:
+        if args.weights is not None:
+            raise
+        rows.append(("weights", f"none: {e}"))
+        path = None
+    if path is not None:
+        config, meta = read_header(path)
+        params = sum(p.numel() for p in Colorizer(config).parameters())
+        rows += [("weights", f"{path} ({path.stat().st_size / 1e6:.1f} MB)"),
+                 ("config", ", ".join(f"{k}={v}" for k, v in config.to_dict().items())),
+                 ("meta", ", ".join(f"{k}={v}" for k, v in sorted(meta.items())) or "(none)"),
+                 ("parameters", f"{params:,}"),
+                 ("working size", str(args.size or config.size))]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    return 0
