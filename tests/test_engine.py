@@ -1,0 +1,252 @@
+"""The engine computes what the model computes.
+
+CPU (CI): BN folding is exact (float32, random BN statistics), channel padding changes
+nothing, bucket logic, FramePipeline == Runner.colorize_tensor.  GPU (`-m gpu`): fp16/bf16
+engine vs the float32 eager model, graphs, and the frame pipeline's pixels.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tint import engine as E
+from tint.model import Colorizer, ColorizerConfig
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm().clamp(min=1e-12)).item()
+
+
+def randomize_bn(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.25)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+    return model
+
+
+def make(backbone="tiny-darknet", output="bins", final_width=3, seed=0):
+    torch.manual_seed(seed)
+    return randomize_bn(Colorizer(ColorizerConfig(backbone=backbone, output=output, final_width=final_width)).eval())
+
+
+# --------------------------------------------------------------------------- folding (CPU)
+def test_fold_bn_after_conv_exact():
+    conv = torch.nn.Conv2d(5, 7, 3, padding=1, bias=False)
+    bn = randomize_bn(torch.nn.Sequential(torch.nn.BatchNorm2d(7, eps=1e-3))).eval()[0]
+    x = torch.randn(2, 5, 9, 11)
+    w, b = E.fold_bn_after_conv(conv.weight, conv.bias, bn)
+    with torch.no_grad():
+        assert rel(F.conv2d(x, w, b, padding=1), bn(conv(x))) < 1e-6
+
+
+def test_fold_bn_before_conv1x1_exact():
+    conv = torch.nn.Conv2d(6, 4, 1)
+    bn = randomize_bn(torch.nn.Sequential(torch.nn.BatchNorm2d(6))).eval()[0]
+    x = torch.randn(2, 6, 5, 3)
+    w, b = E.fold_bn_before_conv1x1(bn, conv.weight, conv.bias)
+    with torch.no_grad():
+        assert rel(F.conv2d(x, w, b), conv(bn(x))) < 1e-6
+    with pytest.raises(ValueError):
+        E.fold_bn_before_conv1x1(bn, torch.zeros(4, 6, 3, 3), None)
+
+
+def test_pad_conv_is_exact():
+    w, b = torch.randn(3, 5, 3, 3), torch.randn(3)
+    wp, bp = E.pad_conv(w, b, cout=8, cin=8)
+    x = torch.randn(1, 8, 6, 6)
+    y = F.conv2d(x, wp, bp, padding=1)
+    assert torch.allclose(y[:, :3], F.conv2d(x[:, :5], w, b, padding=1), atol=1e-5)
+    assert y[:, 3:].abs().max() == 0
+
+
+@pytest.mark.parametrize("backbone,output,gpu_layout", [
+    ("tiny-darknet", "bins", False), ("tiny-darknet", "ab", True),
+    ("vgg16", "ab", False), ("vgg16", "bins", True)])
+def test_fast_colorizer_matches_model(backbone, output, gpu_layout):
+    m = make(backbone, output)
+    L = torch.rand(2, 1, 32, 48) * 100
+    with torch.no_grad():
+        ref = m(L)
+    got = E.FastColorizer(m, gpu_layout=gpu_layout)(L)
+    assert got.shape == ref.shape and got.dtype == torch.float32
+    assert rel(got, ref) < 1e-5
+    assert (got - ref).abs().max().item() < 1e-3          # Lab units
+
+
+def test_engine_leaves_model_untouched():
+    m = make()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    E.prepare(m, precision="fp32")
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_engine_cpu_eager_and_shape_checks():
+    m = make()
+    eng = E.prepare(m, precision="fp32")
+    assert not eng.graphs
+    L = torch.rand(3, 1, 32, 16) * 100
+    with torch.no_grad():
+        assert rel(eng(L), m(L)) < 1e-5
+    with pytest.raises(ValueError):
+        eng(torch.rand(1, 1, 30, 16))
+    with pytest.raises(ValueError):
+        eng(torch.rand(1, 3, 32, 16))
+    with pytest.raises(ValueError):
+        E.prepare(m, precision="fp8")
+
+
+# --------------------------------------------------------------------------- buckets (CPU)
+def test_batch_bucket():
+    assert [E.batch_bucket(b) for b in (1, 2, 3, 5, 8, 9, 33, 64)] == [1, 2, 4, 8, 8, 16, 64, 64]
+    assert E.batch_bucket(100, 64) == 64 and E.batch_bucket(3, 2) == 2
+    with pytest.raises(ValueError):
+        E.batch_bucket(0)
+
+
+def test_batch_chunks():
+    assert E.batch_chunks(5, 64) == [(0, 5, 8)]
+    assert E.batch_chunks(130, 64) == [(0, 64, 64), (64, 128, 64), (128, 130, 2)]
+    ch = E.batch_chunks(77, 16)
+    assert ch[0][0] == 0 and ch[-1][1] == 77 and all(e - s <= b for s, e, b in ch)
+
+
+# --------------------------------------------------------------------------- frame pipeline (CPU)
+def _runner(weights, device):
+    import tint
+    return tint.api.Runner(weights, device=device, size=64, precision="fp32")
+
+
+def _frames(B, H, W, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (B, H, W, 3), dtype=torch.uint8, generator=g)
+
+
+def _compare(got, ref, levels=2, frac=0.999):
+    d = (got.int() - ref.int()).abs()
+    return (d <= levels).float().mean().item() >= frac, d.max().item()
+
+
+def test_frame_pipeline_cpu_matches_runner(tiny_weights):
+    r = _runner(tiny_weights, "cpu")
+    pipe = E.FramePipeline.from_runner(r)
+    x = _frames(2, 37, 53)
+    got = pipe.run(x)
+    ref = r.colorize_tensor(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    ok, dmax = _compare(got, ref, levels=1, frac=0.9999)
+    assert got.shape == (2, 37, 53, 3) and ok, dmax
+    outs = list(pipe.stream([x[:1], x[1:], x[:1]]))            # order kept (batch 1 vs 2: rounding)
+    for o, want in zip(outs, (got[:1], got[1:], got[:1])):
+        assert (o.int() - want.int()).abs().max().item() <= 1
+    with pytest.raises(ValueError):
+        pipe.run(np.zeros((4, 4, 4, 4), np.uint8))
+
+
+# --------------------------------------------------------------------------- GPU
+@pytest.mark.gpu
+@pytest.mark.parametrize("backbone,output", [("vgg16", "ab"), ("vgg16", "bins"), ("tiny-darknet", "bins")])
+@pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 2e-2), ("bf16", 6e-2)])
+def test_gpu_engine_matches_fp32_model(backbone, output, precision, tol):
+    from tint.bench import random_model
+    m = random_model(backbone, output).cuda()          # He init: realistic activation scales
+    eng = E.prepare(m, precision=precision)
+    for shape in ((1, 1, 64, 96), (3, 1, 48, 32), (5, 1, 64, 96)):      # 3 and 5 pad to buckets 4, 8
+        L = torch.rand(shape, device="cuda") * 100
+        with torch.no_grad():
+            ref = m(L)
+        got = eng(L)
+        assert got.shape == ref.shape and torch.isfinite(got).all()
+        assert rel(got, ref) < tol, (shape, rel(got, ref))
+    again = eng(L)                                                      # graph replay reused
+    assert torch.equal(again, got)
+    assert len(eng._cache) == 3
+
+
+@pytest.mark.gpu
+def test_gpu_engine_large_batch_chunks():
+    m = make("tiny-darknet", "bins").cuda()
+    eng = E.prepare(m, precision="fp16", max_batch=4)
+    L = torch.rand(9, 1, 32, 32, device="cuda") * 100
+    with torch.no_grad():
+        ref = m(L)
+    assert rel(eng(L), ref) < 2e-2
+
+
+@pytest.mark.gpu
+def test_gpu_runner_uses_engine(tiny_weights):
+    import tint
+    r = tint.api.Runner(tiny_weights, device="cuda", size=64)
+    assert isinstance(r._network, E.Engine)
+    L = torch.rand(2, 1, 64, 64) * 100
+    assert r.chroma(L).shape == (2, 2, 64, 64)
+
+
+def _pipeline_vs_eager(weights, frames_list, size=256):
+    import tint
+    eager = tint.api.Runner(weights, device="cuda", size=size, precision="fp32")
+    eager._network = eager.model                       # the plain fp32 eager path
+    fast = tint.api.Runner(weights, device="cuda", size=size)
+    pipe = E.FramePipeline.from_runner(fast)
+    for x in frames_list:
+        got = pipe.run(x)
+        ref = eager.colorize_tensor(x.cuda().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).cpu()
+        ok, dmax = _compare(got, ref)
+        assert got.shape == ref.shape and ok, (tuple(x.shape), dmax)
+
+
+@pytest.mark.gpu
+def test_gpu_frame_pipeline_matches_runner_random(tiny_weights):
+    _pipeline_vs_eager(tiny_weights, [_frames(1, 1, 1), _frames(2, 17, 33), _frames(1, 1081, 1921),
+                                      _frames(1, 2160, 3840)])
+
+
+@pytest.mark.gpu
+def test_gpu_frame_pipeline_matches_runner_photos(tiny_weights, data_dir):
+    from PIL import Image
+    files = sorted((data_dir / "dev").glob("*.jpg"))[:4]
+    if not files:
+        pytest.skip("no dev photos")
+    frames = [torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy())[None] for f in files]
+    _pipeline_vs_eager(tiny_weights, frames)
+
+
+@pytest.mark.gpu
+def test_gpu_frame_pipeline_stream_and_pinned(tiny_weights):
+    import tint
+    pipe = E.FramePipeline.from_runner(tint.api.Runner(tiny_weights, device="cuda", size=128))
+    xs = [_frames(2, 120, 200, seed=s) for s in range(5)]
+    single = [pipe.run(x) for x in xs]
+    streamed = [o.clone() for o in pipe.stream(xs)]
+    assert all(torch.equal(a, b) for a, b in zip(single, streamed))
+    pin_in = xs[0].pin_memory()
+    pin_out = torch.empty_like(single[0]).pin_memory()
+    assert pipe.run(pin_in, out=pin_out) is pin_out and torch.equal(pin_out, single[0])
+
+
+# --------------------------------------------------------------------------- bench (CPU smoke)
+def test_bench_cpu_smoke(tmp_path, capsys):
+    import json
+    from tint.cli import main
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--device", "cpu", "--inputs", "16,32x16", "--size", "16", "--max-batch", "2",
+               "--quick", "--backbone", "tiny-darknet", "--output", "bins", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert {r["variant"] for r in res["rows"]} == {"eager-fp32", "engine"}
+    assert all(r["throughput"]["best_ips"] > 0 for r in res["rows"])
+    assert "x fp32" in capsys.readouterr().out
+
+
+def test_bench_bad_inputs():
+    from tint.bench import parse_inputs
+    from tint.errors import TintError
+    assert parse_inputs("224, 4k,1920x1080") == [("224", 224, 224), ("4k", 2160, 3840), ("1920x1080", 1080, 1920)]
+    with pytest.raises(TintError):
+        parse_inputs("huge")
+    with pytest.raises(TintError):
+        parse_inputs("0x5")

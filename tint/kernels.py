@@ -1,0 +1,396 @@
+"""Fused GPU stages, each a Triton kernel beside the plain PyTorch function it must match.
+
+    stage                      reference (any device)        fast path (CUDA + Triton)
+    uint8 RGB -> L full res    lightness_u8_reference        _lightness_u8_kernel
+    ab (work) + L -> uint8     join_u8_reference             _join_u8_kernel
+    up2(x) + BN(tap)           head_step_reference           _head_step_kernel
+    out conv (+ annealed mean) head_out_reference            _head_out_kernel
+
+The public functions (``lightness_u8``, ``join_u8``, ``head_step``, ``head_out``) take
+the fast path only when Triton is importable and the tensors are on CUDA (or, for tests,
+on the CPU under ``TRITON_INTERPRET=1``); everywhere else they call the reference, so a
+CPU-only install never needs Triton.  ``TINT_NO_TRITON=1`` forces the references.
+
+All kernels compute in float32 whatever their storage dtype, and take strides, so
+NCHW, channels_last and (B, H, W, 3) views all work without copies.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+from . import color
+from .api import join_chroma
+
+try:  # Triton is optional: the references below are the fallback everywhere.
+    import triton
+    import triton.language as tl
+    HAVE_TRITON = True
+except Exception:  # pragma: no cover - depends on the install
+    triton = tl = None
+    HAVE_TRITON = False
+
+
+def triton_enabled(*tensors: torch.Tensor) -> bool:
+    """True when the Triton kernels should run on these tensors."""
+    if not HAVE_TRITON or os.environ.get("TINT_NO_TRITON") == "1":
+        return False
+    if all(t.is_cuda for t in tensors):
+        return True
+    return os.environ.get("TRITON_INTERPRET") == "1" and all(t.device.type == "cpu" for t in tensors)
+
+
+# Constants exactly as tint.color uses them (rounded to float32 where a kernel sees them).
+_Y_ROW = color._RGB_TO_XYZ[1]
+_XYZ_TO_RGB = torch.linalg.inv(torch.tensor(color._RGB_TO_XYZ, dtype=torch.float64)).tolist()
+_WX, _, _WZ = color._WHITE_D65
+
+_LUTS: dict = {}
+
+
+def srgb_lut(device) -> torch.Tensor:
+    """(256,) float32: srgb_to_linear(v / 255) for every uint8 v, computed by the very ops
+    the reference runs, so a kernel that looks values up matches it bit for bit."""
+    key = str(device)
+    if key not in _LUTS:
+        v = torch.arange(256, dtype=torch.float32, device=device) / 255.0
+        _LUTS[key] = color.srgb_to_linear(v).contiguous()
+    return _LUTS[key]
+
+
+# =========================================================================== (a) input stage
+def lightness_u8_reference(x: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (B, H, W, C), C in {1, 3} -> L (B, 1, H, W) float32 in [0, 100]."""
+    f = x.permute(0, 3, 1, 2).float() / 255.0
+    return color.gray_to_lightness(f) if f.shape[1] == 1 else color.rgb_to_lightness(f)
+
+
+if HAVE_TRITON:
+    @triton.jit
+    def _lightness_u8_kernel(x_ptr, lut_ptr, out_ptr, n_pix, ry, gy, by, eps, kappa,
+                             C: tl.constexpr, BLOCK: tl.constexpr):
+        # One pass: 3 bytes in, 4 bytes out per pixel; the sRGB curve is a 256-entry
+        # table (L1-resident), leaving one cube root per pixel.
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        m = offs < n_pix
+        if C == 3:
+            r = tl.load(x_ptr + offs * 3, m, other=0).to(tl.int32)
+            g = tl.load(x_ptr + offs * 3 + 1, m, other=0).to(tl.int32)
+            b = tl.load(x_ptr + offs * 3 + 2, m, other=0).to(tl.int32)
+            y = ry * tl.load(lut_ptr + r) + gy * tl.load(lut_ptr + g) + by * tl.load(lut_ptr + b)
+        else:
+            y = tl.load(lut_ptr + tl.load(x_ptr + offs, m, other=0).to(tl.int32))
+        cube = tl.exp2(tl.log2(tl.maximum(y, eps)) * (1.0 / 3.0))
+        f = tl.where(y > eps, cube, kappa * y + 16.0 / 116.0)
+        tl.store(out_ptr + offs, 116.0 * f - 16.0, m)
+
+
+def lightness_u8(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 (B, H, W, C) contiguous, C in {1, 3} -> L (B, 1, H, W) float32 [0, 100]."""
+    if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[3] not in (1, 3):
+        raise ValueError(f"expected uint8 frames (B, H, W, 1|3), got {x.dtype} {tuple(x.shape)}")
+    B, H, W, C = x.shape
+    if not triton_enabled(x):
+        L = lightness_u8_reference(x)
+        return L if out is None else out.copy_(L)
+    x = x.contiguous()
+    out = torch.empty(B, 1, H, W, dtype=torch.float32, device=x.device) if out is None else out
+    assert out.is_contiguous() and out.shape == (B, 1, H, W) and out.dtype == torch.float32
+    n = B * H * W
+    BLOCK = 1024
+    _lightness_u8_kernel[(triton.cdiv(n, BLOCK),)](
+        x, srgb_lut(x.device), out, n, _Y_ROW[0], _Y_ROW[1], _Y_ROW[2], color._EPS, color._KAPPA,
+        C=C, BLOCK=BLOCK, num_warps=4)
+    return out
+
+
+# =========================================================================== (b) output stage
+def join_u8_reference(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """L (B, 1, H, W) [0, 100] + working-size ab (B, 2, h, w) -> uint8 sRGB (B, H, W, 3).
+
+    Exactly ``tint.api.join_chroma`` then ``(rgb * 255).round()`` as Runner.colorize_tensor does.
+    """
+    rgb = join_chroma(L.float(), ab.float())
+    return (rgb * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+if HAVE_TRITON:
+    @triton.jit
+    def _join_u8_kernel(L_ptr, ab_ptr, out_ptr, H, W, h, w, scale_h, scale_w,
+                        sLb, sLy, sLx, sab_b, sab_c, sab_y, sab_x, so_b, so_y, so_x, so_c,
+                        m00, m01, m02, m10, m11, m12, m20, m21, m22, wx, wz, kappa,
+                        BLOCK_W: tl.constexpr):
+        # One program = BLOCK_W pixels of one output row: the full-res frame is read once
+        # (L) and written once (uint8); ab at the working size stays in L1/L2.
+        row = tl.program_id(0)
+        b = (row // H).to(tl.int64)
+        y = row % H
+        xs = tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
+        m = xs < W
+        # F.interpolate(bilinear, align_corners=False): half-pixel centres, clamped at 0.
+        sy = tl.maximum(scale_h * (y.to(tl.float32) + 0.5) - 0.5, 0.0)
+        y0 = tl.minimum(sy.to(tl.int32), h - 1)
+        y1 = tl.minimum(y0 + 1, h - 1)
+        ly1 = sy - y0.to(tl.float32)
+        ly0 = 1.0 - ly1
+        sx = tl.maximum(scale_w * (xs.to(tl.float32) + 0.5) - 0.5, 0.0)
+        x0 = tl.minimum(sx.to(tl.int32), w - 1)
+        x1 = tl.minimum(x0 + 1, w - 1)
+        lx1 = sx - x0.to(tl.float32)
+        lx0 = 1.0 - lx1
+        pa = ab_ptr + b * sab_b
+        pb = pa + sab_c
+        r0 = y0 * sab_y
+        r1 = y1 * sab_y
+        c0 = x0 * sab_x
+        c1 = x1 * sab_x
+        a = ly0 * (lx0 * tl.load(pa + r0 + c0, m, other=0.0).to(tl.float32)
+                   + lx1 * tl.load(pa + r0 + c1, m, other=0.0).to(tl.float32)) \
+            + ly1 * (lx0 * tl.load(pa + r1 + c0, m, other=0.0).to(tl.float32)
+                     + lx1 * tl.load(pa + r1 + c1, m, other=0.0).to(tl.float32))
+        bb = ly0 * (lx0 * tl.load(pb + r0 + c0, m, other=0.0).to(tl.float32)
+                    + lx1 * tl.load(pb + r0 + c1, m, other=0.0).to(tl.float32)) \
+            + ly1 * (lx0 * tl.load(pb + r1 + c0, m, other=0.0).to(tl.float32)
+                     + lx1 * tl.load(pb + r1 + c1, m, other=0.0).to(tl.float32))
+        L = tl.load(L_ptr + b * sLb + y * sLy + xs * sLx, m, other=0.0).to(tl.float32)
+        # Lab -> XYZ (tint.color.lab_to_rgb, same thresholds; z clipped at 0 like skimage)
+        fy = (L + 16.0) / 116.0
+        fx = fy + a / 500.0
+        fz = tl.maximum(fy - bb / 200.0, 0.0)
+        X = tl.where(fx > 0.2068966, fx * fx * fx, (fx - 16.0 / 116.0) / kappa) * wx
+        Y = tl.where(fy > 0.2068966, fy * fy * fy, (fy - 16.0 / 116.0) / kappa)
+        Z = tl.where(fz > 0.2068966, fz * fz * fz, (fz - 16.0 / 116.0) / kappa) * wz
+        o = out_ptr + b * so_b + y * so_y + xs * so_x
+        for c in tl.static_range(3):
+            if c == 0:
+                v = m00 * X + m01 * Y + m02 * Z
+            elif c == 1:
+                v = m10 * X + m11 * Y + m12 * Z
+            else:
+                v = m20 * X + m21 * Y + m22 * Z
+            g = 1.055 * tl.exp2(tl.log2(tl.maximum(v, 0.0031308)) * (1.0 / 2.4)) - 0.055
+            v = tl.where(v > 0.0031308, g, 12.92 * v)
+            v = tl.minimum(tl.maximum(v, 0.0), 1.0)
+            q = tl.floor(v * 255.0 + 0.5)
+            tl.store(o + c * so_c, q.to(tl.uint8), m)
+
+
+def join_u8(L: torch.Tensor, ab: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Full-res L (B, 1, H, W) float + working-size ab (B, 2, h, w) -> uint8 (B, H, W, 3).
+
+    ``out`` may be any (B, H, W, 3) uint8 view (e.g. ``t.permute(0, 2, 3, 1)`` of a
+    (B, 3, H, W) tensor).  Matches ``join_u8_reference`` within one level (rounding of the
+    last float32 bit can flip a .5 tie).
+    """
+    if L.dim() != 4 or L.shape[1] != 1 or ab.dim() != 4 or ab.shape[:2] != (L.shape[0], 2):
+        raise ValueError(f"expected L (B, 1, H, W) and ab (B, 2, h, w), got {tuple(L.shape)}, {tuple(ab.shape)}")
+    B, _, H, W = L.shape
+    if not triton_enabled(L, ab):
+        r = join_u8_reference(L, ab)
+        return r if out is None else out.copy_(r)
+    out = torch.empty(B, H, W, 3, dtype=torch.uint8, device=L.device) if out is None else out
+    assert out.shape == (B, H, W, 3) and out.dtype == torch.uint8
+    h, w = ab.shape[-2:]
+    m = _XYZ_TO_RGB
+    BLOCK_W = 256
+    _join_u8_kernel[(B * H, triton.cdiv(W, BLOCK_W))](
+        L, ab, out, H, W, h, w, h / H, w / W,
+        L.stride(0), L.stride(2), L.stride(3), *ab.stride(), *out.stride(),
+        m[0][0], m[0][1], m[0][2], m[1][0], m[1][1], m[1][2], m[2][0], m[2][1], m[2][2],
+        _WX, _WZ, color._KAPPA, BLOCK_W=BLOCK_W, num_warps=4)
+    return out
+
+
+# =========================================================================== (c) head step
+def head_step_reference(x: torch.Tensor, tap: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """up2(x) + tap * scale + shift: x (B, C, h, w), tap (B, C, 2h, 2w), scale/shift (C,).
+
+    The eval-mode BN of a tap is the affine ``tap * scale + shift``; this is the input of
+    every merge conv of ``ResidualHead``.
+    """
+    up = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+    return up + tap * scale.view(1, -1, 1, 1).to(tap.dtype) + shift.view(1, -1, 1, 1).to(tap.dtype)
+
+
+if HAVE_TRITON:
+    @triton.jit
+    def _head_step_kernel(x_ptr, t_ptr, s_ptr, sh_ptr, o_ptr, C, h, w, H, W,
+                          sxb, sxc, sxy, sxx, stb, stc, sty, stx, sob, soc, soy, sox,
+                          BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        # One pass over the fine map: tap read once, output written once, the coarse map
+        # gathered 4x from cache.  Channels are the fast axis (channels_last: coalesced).
+        row = tl.program_id(0)
+        b = (row // H).to(tl.int64)
+        Y = row % H
+        X = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+        mp = X < W
+        mc = c < C
+        m = mp[:, None] & mc[None, :]
+        sy = tl.maximum(0.5 * (Y.to(tl.float32) + 0.5) - 0.5, 0.0)
+        y0 = tl.minimum(sy.to(tl.int32), h - 1)
+        y1 = tl.minimum(y0 + 1, h - 1)
+        ly1 = sy - y0.to(tl.float32)
+        sx = tl.maximum(0.5 * (X.to(tl.float32) + 0.5) - 0.5, 0.0)
+        x0 = tl.minimum(sx.to(tl.int32), w - 1)
+        x1 = tl.minimum(x0 + 1, w - 1)
+        lx1 = (sx - x0.to(tl.float32))[:, None]
+        lx0 = 1.0 - lx1
+        base = x_ptr + b * sxb + c[None, :] * sxc
+        v00 = tl.load(base + y0 * sxy + x0[:, None] * sxx, m, other=0.0).to(tl.float32)
+        v01 = tl.load(base + y0 * sxy + x1[:, None] * sxx, m, other=0.0).to(tl.float32)
+        v10 = tl.load(base + y1 * sxy + x0[:, None] * sxx, m, other=0.0).to(tl.float32)
+        v11 = tl.load(base + y1 * sxy + x1[:, None] * sxx, m, other=0.0).to(tl.float32)
+        up = (1.0 - ly1) * (lx0 * v00 + lx1 * v01) + ly1 * (lx0 * v10 + lx1 * v11)
+        t = tl.load(t_ptr + b * stb + c[None, :] * stc + Y * sty + X[:, None] * stx, m, other=0.0).to(tl.float32)
+        s = tl.load(s_ptr + c, mc, other=0.0)
+        sh = tl.load(sh_ptr + c, mc, other=0.0)
+        r = up + t * s[None, :] + sh[None, :]
+        tl.store(o_ptr + b * sob + c[None, :] * soc + Y * soy + X[:, None] * sox,
+                 r.to(o_ptr.dtype.element_ty), m)
+
+
+def head_step(x: torch.Tensor, tap: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Fused ``head_step_reference``; output has tap's dtype and memory format."""
+    B, C, h, w = x.shape
+    if tap.shape != (B, C, 2 * h, 2 * w):
+        raise ValueError(f"tap {tuple(tap.shape)} is not 2x of x {tuple(x.shape)}")
+    if not triton_enabled(x, tap, scale, shift):
+        return head_step_reference(x, tap, scale, shift)
+    H, W = 2 * h, 2 * w
+    out = torch.empty_like(tap)          # keeps channels_last
+    BLOCK_C = min(64, triton.next_power_of_2(C))
+    BLOCK_P = max(16, 4096 // BLOCK_C // 4)
+    grid = (B * H, triton.cdiv(W, BLOCK_P), triton.cdiv(C, BLOCK_C))
+    _head_step_kernel[grid](x, tap, scale.float().contiguous(), shift.float().contiguous(), out,
+                            C, h, w, H, W, *x.stride(), *tap.stride(), *out.stride(),
+                            BLOCK_P=BLOCK_P, BLOCK_C=BLOCK_C, num_warps=4)
+    return out
+
+
+# =========================================================================== (d) head output
+def head_out_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                       bins: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+    """The out conv (3x3, padding 1) and its readout, in float32 -> ab (B, 2, h, w).
+
+    ``bins`` None: the conv output is ab itself (fold AB_SCALE into weight/bias first).
+    ``bins`` (Q, 2): annealed mean, softmax(conv(x) / T) @ bins, as Colorizer.readout.
+    """
+    raw = F.conv2d(x.float(), weight.float(), bias.float(), padding=1)
+    if bins is None:
+        return raw
+    p = torch.softmax(raw / temperature, dim=1)
+    return torch.einsum("bqhw,qc->bchw", p, bins.float())
+
+
+if HAVE_TRITON:
+    @triton.jit
+    def _head_out_kernel(x_ptr, w_ptr, b_ptr, bins_ptr, o_ptr, h, w, Q, inv_t,
+                         sxb, sxc, sxy, sxx, sob, soc, soy, sox,
+                         F_: tl.constexpr, KP: tl.constexpr, QC: tl.constexpr, NQ: tl.constexpr,
+                         BINS: tl.constexpr, BLOCK_P: tl.constexpr, PREC: tl.constexpr):
+        # Implicit-GEMM 3x3 conv over a block of pixels of one row (K = 9 * F_ taps), then
+        # the readout in registers: the Q logits per pixel never touch device memory.
+        row = tl.program_id(0)
+        b = (row // h).to(tl.int64)
+        y = row % h
+        xs = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        k = tl.arange(0, KP)
+        tap = k // F_
+        ch = k % F_
+        yy = y + tap // 3 - 1
+        xx = xs[:, None] + (tap % 3 - 1)[None, :]
+        mk = (k < 9 * F_) & (yy >= 0) & (yy < h)
+        m = mk[None, :] & (xx >= 0) & (xx < w) & (xs < w)[:, None]
+        patch = tl.load(x_ptr + b * sxb + (ch * sxc + yy * sxy)[None, :] + xx * sxx, m, other=0.0)
+        o = o_ptr + b * sob + y * soy + xs * sox
+        mo = xs < w
+        if BINS:
+            # online softmax over Q in chunks of QC (flash-attention style running max)
+            m_run = tl.full((BLOCK_P,), float("-inf"), tl.float32)
+            s_run = tl.zeros((BLOCK_P,), tl.float32)
+            a_run = tl.zeros((BLOCK_P,), tl.float32)
+            b_run = tl.zeros((BLOCK_P,), tl.float32)
+            for qi in tl.static_range(NQ):
+                q = qi * QC + tl.arange(0, QC)
+                wt = tl.load(w_ptr + k[:, None] * (NQ * QC) + q[None, :])
+                z = tl.dot(patch, wt, input_precision=PREC)
+                bias = tl.load(b_ptr + q)
+                z = (z + bias[None, :]) * inv_t
+                z = tl.where((q < Q)[None, :], z, float("-inf"))
+                m_new = tl.maximum(m_run, tl.max(z, 1))
+                alpha = tl.exp(m_run - m_new)
+                p = tl.exp(z - m_new[:, None])
+                ba = tl.load(bins_ptr + q * 2, q < Q, other=0.0)
+                bb = tl.load(bins_ptr + q * 2 + 1, q < Q, other=0.0)
+                s_run = s_run * alpha + tl.sum(p, 1)
+                a_run = a_run * alpha + tl.sum(p * ba[None, :], 1)
+                b_run = b_run * alpha + tl.sum(p * bb[None, :], 1)
+                m_run = m_new
+            tl.store(o, a_run / s_run, mo)
+            tl.store(o + soc, b_run / s_run, mo)
+        else:
+            # two output channels: a dot would waste 14 of 16 columns; FMAs in fp32 instead
+            pf = patch.to(tl.float32)
+            w0 = tl.load(w_ptr + k * 2)
+            w1 = tl.load(w_ptr + k * 2 + 1)
+            tl.store(o, tl.sum(pf * w0[None, :], 1) + tl.load(b_ptr), mo)
+            tl.store(o + soc, tl.sum(pf * w1[None, :], 1) + tl.load(b_ptr + 1), mo)
+
+
+HEAD_OUT_QC = 64
+
+
+class HeadOutParams:
+    """The out conv's weights laid out once for ``_head_out_kernel``.
+
+    weight (N, F, 3, 3) -> (KP, N padded) with row k = (ky * 3 + kx) * F + c, zero rows
+    past 9F; the kernel's dot then sees a plain (pixels, K) x (K, N) product.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, bins: torch.Tensor | None,
+                 temperature: float, dtype: torch.dtype):
+        N, Fc = weight.shape[:2]
+        self.weight, self.bias = weight, bias                 # for the reference path
+        self.bins = None if bins is None else bins.float().contiguous()
+        self.temperature = float(temperature)
+        self.F = Fc
+        self.Q = N
+        self.KP = max(16, 1 << (9 * Fc - 1).bit_length())
+        if bins is None:
+            self.NQ, cols, wdtype = 1, 2, torch.float32
+        else:
+            self.NQ = math.ceil(N / HEAD_OUT_QC)
+            cols, wdtype = self.NQ * HEAD_OUT_QC, dtype
+        wk = weight.detach().float().permute(2, 3, 1, 0).reshape(9 * Fc, N)
+        wp = torch.zeros(self.KP, cols, dtype=torch.float32, device=weight.device)
+        wp[: 9 * Fc, :N] = wk
+        self.w_packed = wp.to(wdtype).contiguous()
+        bp = torch.zeros(cols, dtype=torch.float32, device=weight.device)
+        bp[:N] = bias.detach().float()
+        self.b_packed = bp
+        self.prec = "ieee" if dtype == torch.float32 else None    # exact fp32 dots when asked
+
+
+def head_out(x: torch.Tensor, p: HeadOutParams, out: torch.Tensor | None = None) -> torch.Tensor:
+    """x (B, F, h, w) -> ab (B, 2, h, w) float32: fused out conv + readout."""
+    B, Fc, h, w = x.shape
+    if Fc != p.F:
+        raise ValueError(f"head_out: x has {Fc} channels, weights expect {p.F}")
+    if not triton_enabled(x, p.w_packed):
+        r = head_out_reference(x, p.weight, p.bias, p.bins, p.temperature)
+        return r if out is None else out.copy_(r)
+    out = torch.empty(B, 2, h, w, dtype=torch.float32, device=x.device) if out is None else out
+    bins = p.bins if p.bins is not None else p.b_packed        # unused when BINS is False
+    if p.bins is not None and x.dtype != p.w_packed.dtype:
+        x = x.to(p.w_packed.dtype)
+    BLOCK_P = 64 if p.bins is not None else 128
+    _head_out_kernel[(B * h, triton.cdiv(w, BLOCK_P))](
+        x, p.w_packed, p.b_packed, bins, out, h, w, p.Q, 1.0 / p.temperature,
+        *x.stride(), *out.stride(),
+        F_=Fc, KP=p.KP, QC=HEAD_OUT_QC, NQ=p.NQ, BINS=p.bins is not None,
+        BLOCK_P=BLOCK_P, PREC=p.prec, num_warps=4)
+    return out
