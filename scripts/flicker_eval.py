@@ -1,0 +1,254 @@
+"""Flicker of ``tint video`` with and without the temporal stabilizer, on a real clip.
+
+    python scripts/flicker_eval.py [--weights W.safetensors] [--start 10 --seconds 10] [--device cpu]
+
+The clip (default: ../shared/data/video/big_buck_bunny_640x360_60s.mp4) is decoded, its
+colour frames kept as ground truth and its luma used as the black-and-white input.  Both
+variants run through ``tint.video.colorize_frames`` (the network once; the stabilized
+variant replays the same chroma so the comparison isolates the stabilizer).
+
+Metrics, over consecutive frames (t-1, t):
+
+* warp error, Lai et al. 2018 ("Learning Blind Video Temporal Consistency", eq. 9):
+  E_warp = mean_t  sum_i M_t(i) ||O_t(i) - warp(O_{t-1})(i)||^2 / sum_i M_t(i), RGB in [0, 1];
+  the flow is computed on the *ground-truth colour* frames (Farneback here, FlowNet2 in the
+  paper; not the DIS flow the stabilizer uses), M is the forward-backward occlusion test
+  of Ruder et al. 2016 that Lai et al. use.  Also given as mean |.| (same mask).
+* colour-distribution consistency: half the L1 distance between the (a, b) histograms
+  (22 x 22 bins over [-110, 110]) of consecutive frames, averaged; 0 = identical.
+* the same warp error on the (a, b) channels only, in Lab units (the outputs share the
+  input's lightness, so colour is where they differ);
+* mean chroma sqrt(a^2 + b^2), to show stabilizing does not simply wash the colour out.
+
+A random-weight network gives a nearly constant colour (nothing to stabilize), so by
+default the run is repeated with smooth random chroma noise added to the network's
+output of each frame (--inject-flicker, Lab units): a controlled stand-in for a model
+that flickers.  With trained weights, pass --inject-flicker 0 to skip it.
+
+The ground truth and the gray input are scored too: their warp error is the floor the flow
+itself leaves.  Prints a table; writes JSON to --json or to $OUT/flicker.json if $OUT is set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_CLIP = REPO.parent / "shared" / "data" / "video" / "big_buck_bunny_640x360_60s.mp4"
+
+
+def read_clip(path: Path, seconds: float, start: float = 0.0):
+    """(colour frames, gray frames as 3 equal channels), uint8 (T, H, W, 3)."""
+    import av
+    color, gray = [], []
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        for f in c.decode(vs):
+            t = float(f.pts * vs.time_base)
+            if t < start:
+                continue
+            if t >= start + seconds:
+                break
+            color.append(f.to_ndarray(format="rgb24"))
+            g = f.to_ndarray(format="gray")
+            gray.append(np.repeat(g[:, :, None], 3, 2))
+    return np.stack(color), np.stack(gray)
+
+
+def flows(gt: np.ndarray):
+    """For t >= 1: backward flow (t -> t-1) and the Ruder/Lai non-occlusion mask, from ground truth."""
+    import cv2
+    from tint.stabilize import remap
+    g = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in gt]
+    out = []
+    for t in range(1, len(g)):
+        args = (None, 0.5, 4, 21, 3, 7, 1.5, 0)
+        back = cv2.calcOpticalFlowFarneback(g[t], g[t - 1], *args)
+        fwd = cv2.calcOpticalFlowFarneback(g[t - 1], g[t], *args)
+        fwd_at = remap(fwd, back)
+        lhs = ((back + fwd_at) ** 2).sum(-1)
+        rhs = 0.01 * ((back ** 2).sum(-1) + (fwd_at ** 2).sum(-1)) + 0.5
+        h, w = back.shape[:2]
+        gx, gy = np.meshgrid(np.arange(w), np.arange(h))
+        inside = ((gx + back[..., 0] >= 0) & (gx + back[..., 0] <= w - 1) &
+                  (gy + back[..., 1] >= 0) & (gy + back[..., 1] <= h - 1))
+        out.append((back, (lhs <= rhs) & inside))
+    return out
+
+
+def warp_error(video: np.ndarray, motion) -> tuple[float, float]:
+    """(E_warp as in Lai et al. 2018, masked mean absolute difference), RGB in [0, 1]."""
+    from tint.stabilize import remap
+    sq, ab = [], []
+    for t, (back, mask) in enumerate(motion, start=1):
+        cur = video[t].astype(np.float32) / 255
+        prev = remap(video[t - 1].astype(np.float32) / 255, back)
+        d = cur - prev
+        m = mask.astype(np.float32)
+        n = max(m.sum(), 1.0)
+        sq.append(float(((d ** 2).sum(-1) * m).sum() / n))
+        ab.append(float((np.abs(d).mean(-1) * m).sum() / n))
+    return float(np.mean(sq)), float(np.mean(ab))
+
+
+def chroma_warp_error(video: np.ndarray, motion) -> float:
+    """Masked mean |ab_t - warp(ab_{t-1})| in Lab units: the colour part of the warp error
+    (the outputs share the input's lightness, so this is where they can differ)."""
+    from tint.color import rgb_to_lab
+    from tint.stabilize import remap
+
+    def ab(f):
+        return rgb_to_lab(torch.from_numpy(f).permute(2, 0, 1).float()[None] / 255)[0, 1:].permute(1, 2, 0).numpy()
+    errs, prev = [], ab(video[0])
+    for t, (back, mask) in enumerate(motion, start=1):
+        cur = ab(video[t])
+        d = np.abs(cur - remap(np.ascontiguousarray(prev), back)).mean(-1)
+        errs.append(float((d * mask).sum() / max(mask.sum(), 1)))
+        prev = cur
+    return float(np.mean(errs))
+
+
+def chroma_stats(video: np.ndarray) -> tuple[float, float]:
+    """(mean histogram distance between consecutive frames' (a, b), mean chroma)."""
+    from tint.color import rgb_to_lab
+    edges = np.linspace(-110, 110, 23)
+    hists, chroma = [], []
+    for i in range(0, len(video), 16):
+        x = torch.from_numpy(video[i:i + 16]).permute(0, 3, 1, 2).float() / 255
+        lab = rgb_to_lab(x).numpy()
+        for f in lab:
+            a, b = f[1].ravel(), f[2].ravel()
+            h, _, _ = np.histogram2d(a, b, bins=(edges, edges))
+            hists.append(h / max(h.sum(), 1))
+            chroma.append(float(np.sqrt(a ** 2 + b ** 2).mean()))
+    d = [0.5 * np.abs(hists[t] - hists[t - 1]).sum() for t in range(1, len(hists))]
+    return float(np.mean(d)), float(np.mean(chroma))
+
+
+class _Replay:
+    """A runner stand-in that hands back chroma computed before: the stabilized variant
+    then goes through ``colorize_frames`` unchanged, without running the network twice."""
+
+    def __init__(self, runner):
+        self.runner, self.device, self.ab = runner, runner.device, None
+
+    def working_shape(self, *a):
+        return self.runner.working_shape(*a)
+
+    def chroma(self, L_work):
+        return self.ab
+
+
+class _Recorder:
+    def __init__(self, runner):
+        self.runner, self.device, self.ab = runner, runner.device, None
+
+    def working_shape(self, *a):
+        return self.runner.working_shape(*a)
+
+    def chroma(self, L_work):
+        self.ab = self.runner.chroma(L_work)
+        return self.ab
+
+
+def random_weights(path: Path) -> Path:
+    """The test suite's random-weight model (no trained weights exist yet)."""
+    from tint.model import Colorizer, ColorizerConfig
+    from tint.weights import save_weights
+    torch.manual_seed(0)
+    return save_weights(Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=8)).eval(),
+                        path, meta={"note": "random weights for flicker_eval"})
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--video", type=Path, default=DEFAULT_CLIP)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--start", type=float, default=10.0, help="skip the opening titles (default 10 s)")
+    ap.add_argument("--weights", default=None, help="default: a random-weight tiny-darknet model")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--strength", type=float, default=0.85)
+    ap.add_argument("--inject-flicker", type=float, default=8.0,
+                    help="also run with this much smooth random chroma noise (Lab units) added per frame "
+                         "to the network's output: a stand-in for a flickery model (0: skip)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    import tint
+    from tint.stabilize import ChromaStabilizer
+    from tint.video import colorize_frames
+    if not args.video.is_file():
+        print(f"flicker_eval: {args.video}: no such file", file=sys.stderr)
+        return 2
+    tmp = tempfile.TemporaryDirectory()
+    weights = args.weights or random_weights(Path(tmp.name) / "random.safetensors")
+    runner = tint.load(weights, device=args.device)
+    color, gray = read_clip(args.video, args.seconds, args.start)
+    print(f"{args.video.name}: {len(color)} frames {color.shape[2]}x{color.shape[1]}, "
+          f"weights {'random' if not args.weights else args.weights}, device {runner.device}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    motion = flows(color)
+    t_flow = time.perf_counter() - t0
+    rec, replay = _Recorder(runner), _Replay(runner)
+    stab, stab_n = ChromaStabilizer(strength=args.strength), ChromaStabilizer(strength=args.strength)
+    gen = torch.Generator().manual_seed(0)
+    plain, steady, plain_n, steady_n = [], [], [], []
+    t0 = time.perf_counter()
+    for i in range(0, len(gray), args.batch):
+        batch = gray[i:i + args.batch]
+        plain.append(colorize_frames(rec, batch, size=args.size))
+        ab = rec.ab
+        replay.ab = ab
+        steady.append(colorize_frames(replay, batch, size=args.size, stabilizer=stab))
+        if args.inject_flicker > 0:
+            B, _, h, w = ab.shape                      # smooth noise: 1/8-scale field, upsampled
+            noise = torch.randn(B, 2, max(1, h // 8), max(1, w // 8), generator=gen) * args.inject_flicker
+            replay.ab = ab + torch.nn.functional.interpolate(noise, size=(h, w), mode="bilinear").to(ab.device)
+            plain_n.append(colorize_frames(replay, batch, size=args.size))
+            steady_n.append(colorize_frames(replay, batch, size=args.size, stabilizer=stab_n))
+    t_color = time.perf_counter() - t0
+    videos = {"ground truth (colour)": color, "gray input": gray,
+              "tint, per frame (--no-stabilize)": np.concatenate(plain),
+              "tint, stabilized (default)": np.concatenate(steady)}
+    if args.inject_flicker > 0:
+        videos[f"+ flicker {args.inject_flicker:g}, per frame"] = np.concatenate(plain_n)
+        videos[f"+ flicker {args.inject_flicker:g}, stabilized"] = np.concatenate(steady_n)
+    results = {}
+    for name, v in videos.items():
+        ew, ea = warp_error(v, motion)
+        hd, ch = chroma_stats(v)
+        results[name] = {"warp_error_lai": ew, "warp_abs": ea, "chroma_warp_error": chroma_warp_error(v, motion),
+                         "ab_hist_distance": hd, "mean_chroma": ch}
+    meta = {"clip": args.video.name, "frames": int(len(color)), "seconds": args.seconds, "start": args.start,
+            "weights": str(args.weights or "random tiny-darknet (seed 0)"), "device": str(runner.device),
+            "size": runner.size if args.size is None else args.size, "strength": args.strength,
+            "scene_cuts_found": stab.cuts, "flow_seconds": t_flow, "colorize_seconds": t_color,
+            "mask_fraction": float(np.mean([m.mean() for _, m in motion]))}
+    print(f"\n| {'':34s} | E_warp (Lai) | masked abs | ab warp err | ab-hist dist | mean chroma |")
+    print(f"|{'-' * 36}|-------------:|-----------:|------------:|-------------:|------------:|")
+    for name, r in results.items():
+        print(f"| {name:34s} | {r['warp_error_lai']:12.5f} | {r['warp_abs']:10.4f} | {r['chroma_warp_error']:11.3f} "
+              f"| {r['ab_hist_distance']:12.4f} | {r['mean_chroma']:11.2f} |")
+    print(f"\nscene cuts found by the stabilizer: {stab.cuts}; pixels kept by the occlusion mask: "
+          f"{meta['mask_fraction']:.1%}")
+    out = args.json or (Path(os.environ["OUT"]) / "flicker.json" if os.environ.get("OUT") else None)
+    if out:
+        out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

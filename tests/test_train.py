@@ -1,0 +1,305 @@
+"""tint.data (pack, batches) and tint.train (losses, schedule, a tiny run, exact resume)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tint.data import GpuBatches, build_pack, find_images, load_pack
+from tint.errors import TintError
+from tint.model import ab_bins
+from tint.train import (add_train_arguments, compute_loss, lr_factor, rebalance_weights,
+                        soft_encode)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: thread hand-offs cost more than the maths on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _photo(rng, h, w):
+    """A smooth random colour image (gradients + blobs), uint8 (h, w, 3)."""
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    c = rng.uniform(0, 1, (3, 3))
+    img = np.stack([c[i, 0] + c[i, 1] * x + c[i, 2] * y for i in range(3)], -1)
+    return (np.clip(img / img.max(), 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """8 JPEGs of assorted shapes in two subfolders, one RGBA PNG, one corrupt file."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    (root / "a").mkdir()
+    (root / "b" / "deep").mkdir(parents=True)
+    for i in range(8):
+        h, w = [(40, 56), (64, 48), (50, 50), (48, 80)][i % 4]
+        sub = root / ("a" if i < 4 else "b/deep")
+        Image.fromarray(_photo(rng, h, w)).save(sub / f"img{i}.jpg", quality=90)
+    rgba = np.dstack([_photo(rng, 52, 52), np.full((52, 52), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(root / "a" / "alpha.png")
+    (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    (root / "b" / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pack(photos, tmp_path_factory):
+    path = tmp_path_factory.mktemp("pack") / "pack.npy"
+    return build_pack([photos], path, size=48, workers=1, log=lambda *a: None)
+
+
+# --------------------------------------------------------------------------- pack
+def test_find_images_recursive_and_filtered(photos):
+    names = sorted(p.name for p in find_images([photos]))
+    assert len(names) == 10 and "notes.txt" not in names and "alpha.png" in names
+
+
+def test_build_pack_skips_corrupt_and_counts(pack, photos):
+    path, info = pack
+    arr = load_pack(path)
+    assert arr.shape == (9, 48, 48, 3) and arr.dtype == np.uint8
+    assert info["count"] == 9 and len(info["skipped"]) == 1
+    assert info["skipped"][0][0].endswith("broken.jpg")
+    assert sum(info["sources"].values()) == 9
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["size"] == 48 and len(side["files"]) == 10
+
+
+def test_build_pack_reuses_matching_pack(pack, photos):
+    path, _ = pack
+    mtime = path.stat().st_mtime_ns
+    msgs = []
+    build_pack([photos], path, size=48, workers=1, log=msgs.append)
+    assert path.stat().st_mtime_ns == mtime and "reusing" in msgs[0]
+
+
+def test_build_pack_parallel_matches_serial(photos, pack, tmp_path):
+    path2, _ = build_pack([photos], tmp_path / "p2.npy", size=48, workers=2, log=lambda *a: None)
+    assert np.array_equal(load_pack(path2), load_pack(pack[0]))
+
+
+def test_build_pack_errors(tmp_path):
+    with pytest.raises(TintError, match="not found"):
+        build_pack([tmp_path / "missing"], tmp_path / "p.npy")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TintError, match="no JPEG"):
+        build_pack([tmp_path / "empty"], tmp_path / "p.npy")
+
+
+def test_alpha_goes_on_white(pack, photos):
+    path, info = pack
+    kept = [info["files"][i][0] for i in info["kept"]]
+    png = load_pack(path)[[i for i, f in enumerate(kept) if f.endswith("alpha.png")][0]]
+    assert png.min() >= 120          # half-transparent over white can't be dark
+
+
+# --------------------------------------------------------------------------- batches
+def test_batches_shapes_ranges(pack):
+    b = GpuBatches(load_pack(pack[0]), batch=4, crop=32, seed=1)
+    L, ab = b(0)
+    assert L.shape == (4, 1, 32, 32) and ab.shape == (4, 2, 32, 32)
+    assert L.dtype == torch.float32 and 0 <= L.min() and L.max() <= 100.0 + 1e-3
+    assert ab.abs().max() < 130 and torch.isfinite(ab).all()
+    assert b.steps_per_epoch == 2
+
+
+def test_batches_deterministic_and_sharded(pack):
+    arr = load_pack(pack[0])
+    b1 = GpuBatches(arr, batch=2, crop=32, seed=3)
+    b2 = GpuBatches(arr, batch=2, crop=32, seed=3)
+    for step in (0, 5, 2):                      # order of calls must not matter
+        assert torch.equal(b1(step)[1], b2(step)[1])
+    assert not torch.equal(b1(0)[1], b1(1)[1])
+    assert not torch.equal(b1(0)[1], GpuBatches(arr, batch=2, crop=32, seed=4)(0)[1])
+    r0 = GpuBatches(arr, batch=2, crop=32, seed=3, rank=0, world=2).order(0)
+    r1 = GpuBatches(arr, batch=2, crop=32, seed=3, rank=1, world=2).order(0)
+    assert len(r0) == len(r1) == 4 and not set(r0.tolist()) & set(r1.tolist())
+
+
+def test_batches_full_crop_no_flip_is_identity():
+    """scale 1, ratio 1, no flip: the crop is the whole square, resampled exactly."""
+    arr = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    b = GpuBatches(arr, batch=3, crop=32, scale=(1, 1), ratio=(1, 1), flip=False)
+    got = (b.rgb(0) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    order = b.order(0).numpy()
+    assert np.array_equal(got, arr[order])
+
+
+def test_batches_too_few_images():
+    with pytest.raises(TintError, match="fewer than one batch"):
+        GpuBatches(np.zeros((3, 16, 16, 3), np.uint8), batch=4, crop=16)
+
+
+# --------------------------------------------------------------------------- losses
+def test_soft_encode_properties():
+    bins = ab_bins()
+    ab = torch.randn(2, 2, 5, 7) * 30
+    ab[0, :, 0, 0] = bins[17]                   # exactly on a bin centre
+    idx, w = soft_encode(ab, bins, k=5, sigma=5.0)
+    assert idx.shape == w.shape == (2, 5, 5, 7)
+    assert torch.allclose(w.sum(1), torch.ones(2, 5, 7))
+    assert idx[0, 0, 0, 0] == 17 and w[0, 0, 0, 0] == w[0, :, 0, 0].max()
+    d = torch.cdist(ab.permute(0, 2, 3, 1).reshape(-1, 2), bins)
+    assert torch.equal(idx[:, 0].flatten(), d.argmin(1).view(2, 5, 7).flatten())
+    assert (w[:, :-1] >= w[:, 1:] - 1e-6).all()          # nearest first
+    idx2, _ = soft_encode(ab, bins, chunk=7)             # chunking changes nothing
+    assert torch.equal(idx, idx2)
+
+
+def test_rebalance_weights():
+    bins = ab_bins()
+    Q = bins.shape[0]
+    p = torch.rand(Q) ** 4
+    w = rebalance_weights(p, bins, sigma=5.0, lam=0.5)
+    kernel = torch.exp(-torch.cdist(bins.double(), bins.double()) ** 2 / 50)
+    ps = kernel @ (p.double() / p.sum())
+    ps /= ps.sum()
+    assert abs(float((ps * w.double()).sum()) - 1.0) < 1e-5      # E[w] = 1
+    assert w[ps.argmin()] > w[ps.argmax()]                        # rare colours weigh more
+    assert (w > 0).all() and w.max() / w.min() <= (0.5 * ps.max() + 0.5 / Q) / (0.5 / Q) + 1e-3
+    assert torch.allclose(rebalance_weights(p, bins, lam=1.0), torch.ones(Q), atol=1e-5)
+    with pytest.raises(ValueError):
+        rebalance_weights(torch.ones(3), bins)
+
+
+def test_losses_finite_and_zero_at_truth():
+    bins = ab_bins()
+    ab = torch.randn(2, 2, 8, 8) * 20
+    assert compute_loss("l2", ab / 100, ab).item() < 1e-12
+    assert compute_loss("smoothl1", ab / 100, ab).item() < 1e-12
+    raw = torch.randn(2, bins.shape[0], 8, 8, requires_grad=True)
+    loss = compute_loss("bins", raw, ab, bins, torch.ones(bins.shape[0]))
+    loss.backward()
+    assert torch.isfinite(loss) and raw.grad.abs().sum() > 0
+
+
+def test_lr_factor():
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(10, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(100, 100, 10) == pytest.approx(0.01)
+    vals = [lr_factor(s, 100, 10) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(vals, vals[1:]))
+
+
+# --------------------------------------------------------------------------- runs
+def _args(data, out, pack, *extra):
+    import argparse
+    p = argparse.ArgumentParser()
+    add_train_arguments(p)
+    return p.parse_args([str(data), "--out", str(out), "--pack", str(pack), "--pack-size", "48",
+                         "--crop", "32", "--batch", "4", "--epochs", "3", "--workers", "1",
+                         "--warmup", "1", "--bench-input", "0", "--no-bar", "--device", "cpu",
+                         "--log-every", "1000", *extra])
+
+
+def _state(out):
+    return torch.load(Path(out) / "last.pt", map_location="cpu", weights_only=False)
+
+
+def test_train_then_resume_is_exact(photos, pack, tmp_path):
+    from tint.train import run_train
+    base = ("--backbone", "tiny-darknet", "--final-width", "8")
+    # 9 images, batch 4 -> 2 steps/epoch, 3 epochs -> 6 steps
+    assert run_train(_args(photos, tmp_path / "a", pack[0], *base)) == 0
+    assert run_train(_args(photos, tmp_path / "b", pack[0], *base, "--stop-at-step", "3")) == 0
+    mid = _state(tmp_path / "b")
+    assert mid["step"] == 3 and mid["total_steps"] == 6
+    assert run_train(_args(photos, tmp_path / "b", pack[0], *base, "--resume")) == 0
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    assert a["step"] == b["step"] == 6
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert not torch.equal(a["model"]["head.out.weight"], mid["model"]["head.out.weight"])
+    assert torch.allclose(a["prior"], b["prior"]) and abs(float(a["prior"].sum()) - 1) < 1e-5
+
+
+def test_train_final_weights_load_and_colorize(photos, pack, tmp_path, tiny_weights):
+    import tint
+    from tint.train import run_train
+    val = tmp_path / "val"
+    val.mkdir()
+    shutil.copy(next(photos.glob("a/img0.jpg")), val / "v.jpg")
+    out = tmp_path / "run"
+    # l2 regression, encoder taken from a bins model (head differs -> encoder only)
+    assert run_train(_args(photos, out, pack[0], "--loss", "l2", "--epochs", "1", "--val", str(val),
+                           "--val-size", "32", "--init", str(tiny_weights))) == 0
+    runner = tint.load(out / "final.safetensors", device="cpu")
+    assert runner.config.output == "ab" and runner.config.backbone == "tiny-darknet"
+    meta = runner.meta
+    assert meta["steps"] == 2 and meta["finished"] and meta["data"]["images"] == 9
+    assert "non-commercial" in meta["data_terms"]
+    assert set(meta["validation"]) >= {"l1_ab", "psnr", "colorfulness"}
+    assert meta["args"]["loss"] == "l2" and meta["args"]["init"] == str(tiny_weights)
+    img = np.random.default_rng(1).integers(0, 256, (20, 30), dtype=np.uint8)
+    assert runner.colorize_array(img).shape == (20, 30, 3)
+    lines = [json.loads(s) for s in (out / "log.jsonl").read_text().splitlines()]
+    assert any("val" in rec for rec in lines)
+
+
+def test_time_limit_sizes_schedule(photos, pack, tmp_path, capsys):
+    from tint.train import run_train
+    out = tmp_path / "t"
+    assert run_train(_args(photos, out, pack[0], "--epochs", "1000", "--time-limit", "0.15",
+                           "--reserve", "0", "--calib-steps", "2", "--final-width", "4")) == 0
+    text = capsys.readouterr().out
+    assert "schedule:" in text
+    st = _state(out)
+    assert st["total_steps"] is not None and st["step"] <= st["total_steps"] < 6000
+    assert (out / "final.safetensors").is_file()
+
+
+def test_train_cli_errors(photos, tmp_path):
+    from tint.cli import main
+    assert main(["train", str(photos), "--crop", "30", "--out", str(tmp_path)]) == 2
+    assert main(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--pack",
+                 str(tmp_path / "p.npy")]) == 2
+    assert main(["train", str(photos), "--init", str(tmp_path / "none.safetensors")]) == 2
+
+
+def test_init_backbone_mismatch(tiny_weights):
+    from tint.model import Colorizer, ColorizerConfig
+    from tint.train import load_init
+    with pytest.raises(TintError, match="tiny-darknet"):
+        load_init(Colorizer(ColorizerConfig(backbone="vgg16")), tiny_weights, log=lambda *a: None)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(photos, pack, tmp_path):
+    """torchrun with 2 gloo processes: runs, shards, saves once."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "tint.train", str(photos), "--out", str(out), "--pack", str(pack[0]),
+           "--pack-size", "48", "--crop", "32", "--batch", "2", "--epochs", "2", "--workers", "1",
+           "--warmup", "1", "--bench-input", "0", "--no-bar", "--device", "cpu", "--final-width", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    st = _state(out)
+    assert st["step"] == 4 and (out / "final.safetensors").is_file()   # 9 // 2 = 4 per rank, 2 per epoch
+
+
+def test_init_loads_all_when_config_matches(tiny_weights):
+    from tint.model import Colorizer, ColorizerConfig
+    from tint.train import load_init
+    from tint.weights import load_weights
+    model = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=8))
+    assert load_init(model, tiny_weights, log=lambda *a: None) == "all"
+    ref, _ = load_weights(tiny_weights)
+    assert torch.equal(model.head.out.weight, ref.head.out.weight)
+    fresh = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="ab", final_width=3))
+    assert load_init(fresh, tiny_weights, log=lambda *a: None) == "encoder"
+    assert torch.equal(fresh.encoder.conv1.weight, ref.encoder.conv1.weight)

@@ -1,0 +1,317 @@
+"""`tint video`: timestamps, streams, bad input, truncation, resume (CPU, tiny films made here)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+av = pytest.importorskip("av")
+
+import tint                                                   # noqa: E402
+from tint.errors import TintError                             # noqa: E402
+from tint.video import colorize_frames, colorize_video, import_av, plan_jobs  # noqa: E402
+
+SIZE = 32            # working size: keeps the random network cheap on a shared CPU
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_film(path, frames=24, size=(64, 48), fps=24, audio="aac", subs=False, vfr=False, faststart=False):
+    """A tiny gray film: a moving gradient, optional audio (aac, mp3, pcm) and subtitles (.mkv)."""
+    W, H = size
+    out = av.open(str(path), "w", options={"movflags": "+faststart"} if faststart else {})
+    v = out.add_stream("libx264", rate=fps)
+    v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+    tb = Fraction(1, 12288)
+    v.time_base = v.codec_context.time_base = tb
+    v.options = {"bf": "0"}
+    a = s_out = s_in = None
+    if audio:
+        codec, fmt = {"aac": ("aac", "fltp"), "mp3": ("libmp3lame", "fltp"), "pcm": ("pcm_s16le", "s16")}[audio]
+        a = out.add_stream(codec, rate=44100)
+        a.layout = "stereo"
+    if subs:
+        srt = Path(str(path) + ".srt")
+        srt.write_text("1\n00:00:00,100 --> 00:00:00,400\nhello\n\n2\n00:00:00,500 --> 00:00:00,800\nworld\n")
+        s_in = av.open(str(srt))
+        s_out = out.add_stream_from_template(s_in.streams[0])
+    yy, xx = np.mgrid[0:H, 0:W]
+    pts, written = 0, []
+    for i in range(frames):
+        img = ((xx * 4 + yy * 2 + i * 5) % 256).astype(np.uint8)
+        f = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.repeat(img[:, :, None], 3, 2)), format="rgb24")
+        f.pts, f.time_base = pts, tb
+        written.append(pts)
+        out.mux(v.encode(f))
+        pts += (12288 // fps) * (2 if vfr and i % 3 == 2 else 1)
+    out.mux(v.encode(None))
+    if a is not None:
+        n = int(44100 * frames / fps)
+        sig = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 44100)).astype(np.float32)
+        for i0 in range(0, n, 1024):
+            chunk = np.stack([sig[i0:i0 + 1024]] * 2)
+            if fmt == "s16":
+                fr = av.AudioFrame.from_ndarray((chunk.T.reshape(1, -1) * 32767).astype(np.int16), format="s16", layout="stereo")
+            else:
+                fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="stereo")
+            fr.sample_rate, fr.pts, fr.time_base = 44100, i0, Fraction(1, 44100)
+            out.mux(a.encode(fr))
+        out.mux(a.encode(None))
+    if s_in is not None:
+        for p in s_in.demux(s_in.streams[0]):
+            if p.size:
+                p.stream = s_out
+                out.mux(p)
+        s_in.close()
+    out.close()
+    return written
+
+
+def video_times(path):
+    """Presentation times (seconds) of every decoded frame, and the stream's frame size."""
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        return [float(f.pts * vs.time_base) for f in c.decode(vs)], (vs.width, vs.height)
+
+
+def packets(path, kind):
+    """(pts seconds, bytes) of every packet of the streams of one kind."""
+    with av.open(str(path)) as c:
+        streams = [s for s in c.streams if s.type == kind]
+        return [[(round(float(p.pts * p.time_base), 3), bytes(p)) for p in c.demux(s) if p.size] for s in streams]
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_weights):
+    return tint.load(tiny_weights, device="cpu")
+
+
+def run(src, dst, runner, **kw):
+    kw.setdefault("progress", False)
+    kw.setdefault("size", SIZE)
+    return colorize_video(src, dst, runner=runner, **kw)
+
+
+def test_colorize_frames_is_colorize_tensor(runner):
+    frames = np.random.default_rng(0).integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)
+    ours = colorize_frames(runner, frames, size=SIZE)
+    ref = runner.colorize_tensor(torch.from_numpy(frames).permute(0, 3, 1, 2), SIZE).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(ours, ref)
+    assert colorize_frames(runner, frames, size=SIZE, stabilizer=None).dtype == np.uint8
+
+
+def test_mp4_keeps_frames_timestamps_size_and_audio(tmp_path, runner):
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_film(src, frames=24)
+    rep = run(src, dst, runner, segment_seconds=0.3)
+    assert rep.frames == 24 and rep.segments == 3           # 8 frames >= 0.3 s each
+    t_in, size_in = video_times(src)
+    t_out, size_out = video_times(dst)
+    assert t_out == pytest.approx(t_in, abs=1e-6) and size_out == size_in == (64, 48)
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].average_rate == 24
+        rgb = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert np.abs(rgb[..., 0].astype(int) - rgb[..., 2]).max() > 0        # it has colour now
+    assert packets(dst, "audio") == packets(src, "audio")                 # bit-exact copy
+    assert not (tmp_path / ".out.mp4.tint-work").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
+
+
+def test_mkv_variable_frame_rate_subtitles_pcm(tmp_path, runner):
+    src, dst = tmp_path / "in.mkv", tmp_path / "out.mkv"
+    make_film(src, frames=24, audio="pcm", subs=True, vfr=True)
+    rep = run(src, dst, runner, segment_seconds=0.25, stabilize=False)
+    assert rep.frames == 24 and rep.streams["subtitles_copied"] == 1
+    t_in, _ = video_times(src)
+    t_out, _ = video_times(dst)
+    assert t_out == t_in and len(set(np.round(np.diff(t_out), 2))) == 2          # really VFR
+    assert packets(dst, "audio") == packets(src, "audio")
+    assert packets(dst, "subtitle") == packets(src, "subtitle") and len(packets(src, "subtitle")[0]) == 2
+
+
+def test_audio_the_container_cannot_hold_is_reencoded_and_said(tmp_path, runner, capsys):
+    src, dst = tmp_path / "in.mkv", tmp_path / "out.webm"
+    make_film(src, frames=12, audio="pcm", subs=True)
+    rep = run(src, dst, runner)
+    err = capsys.readouterr().err
+    assert "re-encoding it to" in err and "subtitle stream #2 (subrip) cannot go into .webm" in err
+    assert rep.streams["audio_reencoded"] == 1
+    with av.open(str(dst)) as c:
+        assert [(s.type, s.codec_context.name) for s in c.streams] == [("video", "libvpx-vp9"), ("audio", "libopus")] \
+            or [s.type for s in c.streams] == ["video", "audio"]
+    assert len(video_times(dst)[0]) == 12
+
+
+def _junk(p):
+    p.write_bytes(b"\x00\x12not a film" * 500)
+
+
+def _empty(p):
+    p.write_bytes(b"")
+
+
+def _audio_only(p):
+    with av.open(str(p), "w") as o:
+        a = o.add_stream("aac", rate=44100)
+        a.layout = "stereo"
+        fr = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+        fr.sample_rate, fr.pts = 44100, 0
+        o.mux(a.encode(fr))
+        o.mux(a.encode(None))
+
+
+def _unknown_codec(p):
+    tmp = p.with_suffix(".tmp.mkv")
+    make_film(tmp, frames=4, audio=None)
+    data = tmp.read_bytes()
+    assert data.count(b"V_MPEG4/ISO/AVC") == 1
+    p.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_ZZZZZ/ISO/AVC"))
+
+
+@pytest.mark.parametrize("name,make,message", [
+    ("empty.mp4", _empty, "empty file"),
+    ("junk.mp4", _junk, "not a readable video"),
+    ("audio.m4a", _audio_only, "no video stream"),
+    ("odd.mkv", _unknown_codec, "cannot be decoded"),
+    ("missing.mp4", None, "no such file"),
+])
+def test_bad_input_is_one_line(tmp_path, runner, name, make, message):
+    src = tmp_path / name
+    if make:
+        make(src)
+    with pytest.raises(TintError, match=message) as e:
+        run(src, tmp_path / "out.mp4", runner)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "out.mp4").exists() and not (tmp_path / ".out.mp4.tint-work").exists()
+
+
+def test_cli_bad_input_exit_2(tmp_path, tiny_weights, capsys):
+    from tint.cli import main
+    (tmp_path / "junk.mp4").write_bytes(b"junk" * 100)
+    rc = main(["video", str(tmp_path / "junk.mp4"), "-o", str(tmp_path / "o.mp4"),
+               "--weights", str(tiny_weights), "--device", "cpu", "--size", "32", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and err.startswith("tint video: error:")
+
+
+@pytest.mark.parametrize("suffix,faststart", [(".mkv", False), (".mp4", True)])
+def test_truncated_input_gives_what_was_decoded(tmp_path, runner, suffix, faststart):
+    full, half, dst = tmp_path / f"full{suffix}", tmp_path / f"half{suffix}", tmp_path / "out.mp4"
+    make_film(full, frames=96, faststart=faststart)
+    data = full.read_bytes()
+    half.write_bytes(data[: len(data) // 2])
+    rep = run(half, dst, runner)
+    times, _ = video_times(dst)
+    assert 10 < rep.frames == len(times) < 96
+    t_full, _ = video_times(full)
+    assert times == pytest.approx(t_full[: len(times)], abs=1e-3)
+
+
+def test_refuses_to_overwrite(tmp_path, runner):
+    src = tmp_path / "in.mp4"
+    make_film(src, frames=4, audio=None)
+    with pytest.raises(TintError, match="overwrite the input"):
+        run(src, src, runner, overwrite=True)
+    (tmp_path / "out.mp4").write_bytes(b"x")
+    with pytest.raises(TintError, match="exists"):
+        run(src, tmp_path / "out.mp4", runner)
+    with pytest.raises(TintError, match="unsupported output type"):
+        run(src, tmp_path / "out.gif", runner)
+    assert run(src, tmp_path / "out.mp4", runner, overwrite=True).frames == 4
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_an_interrupted_job(tmp_path, runner):
+    src, dst = tmp_path / "in.mkv", tmp_path / "out.mp4"
+    make_film(src, frames=48, audio="aac")
+
+    def stop_after_two(n):
+        if n == 2:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        run(src, dst, runner, segment_seconds=0.5, on_segment=stop_after_two)
+    work = tmp_path / ".out.mp4.tint-work"
+    assert not dst.exists() and sorted(p.name for p in work.iterdir()) == ["seg_00000.mp4", "seg_00001.mp4", "state.json"]
+    with pytest.raises(TintError, match="--resume continues it"):
+        run(src, dst, runner, segment_seconds=0.5)
+    with pytest.raises(TintError, match="other settings"):
+        run(src, dst, runner, segment_seconds=0.5, resume=True, quality=30)
+    rep = run(src, dst, runner, segment_seconds=0.5, resume=True)
+    assert rep.frames == 48 and rep.frames_resumed == 24
+    assert video_times(dst)[0] == pytest.approx(video_times(src)[0], abs=1e-3)
+    assert packets(dst, "audio") == packets(src, "audio")
+    assert not work.exists()
+    assert run(src, dst, runner, resume=True).frames == 0          # already finished: nothing to do
+
+
+def test_resume_after_sigkill(tmp_path, tiny_weights):
+    """A real kill -9 in the middle of a job started with `python -m tint.video`."""
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_film(src, frames=240, audio="aac")
+    cmd = [sys.executable, "-m", "tint.video", str(src), "-o", str(dst), "--weights", str(tiny_weights),
+           "--device", "cpu", "--size", "32", "--batch", "1", "--segment-seconds", "0.5", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = tmp_path / ".out.mp4.tint-work" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and state.read_text().count('"file"') >= 2:
+            break
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.skip("the job finished before it could be killed")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not dst.exists()
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resuming in.mp4" in done.stderr and "from an earlier run" in done.stderr
+    times, _ = video_times(dst)
+    assert len(times) == 240 and times == pytest.approx(video_times(src)[0], abs=1e-6)
+    assert packets(dst, "audio") == packets(src, "audio")
+
+
+def test_folder_is_sharded_by_rank(tmp_path):
+    films = tmp_path / "films"
+    films.mkdir()
+    for name in ("a.mp4", "b.mkv", "c.avi", "d.mov", "notes.txt"):
+        (films / name).write_bytes(b"x")
+    all_jobs = [plan_jobs(films, tmp_path / "out", r, 3) for r in range(3)]
+    assert [[i.name for i, _ in jobs] for jobs in all_jobs] == [["a.mp4", "d.mov"], ["b.mkv"], ["c.avi"]]
+    assert all_jobs[2][0][1] == tmp_path / "out" / "c.mkv"          # .avi is not an output type
+    assert plan_jobs(films / "a.mp4", tmp_path / "o.mp4", 1, 2) == []
+    with pytest.raises(TintError, match="must be a folder"):
+        plan_jobs(films, tmp_path / "o.mp4")
+
+
+def test_folder_cli(tmp_path, tiny_weights, monkeypatch):
+    from tint.cli import main
+    films = tmp_path / "films"
+    films.mkdir()
+    make_film(films / "a.mp4", frames=6, audio=None)
+    make_film(films / "b.mkv", frames=5, audio=None)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    args = ["video", str(films), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
+            "--device", "cpu", "--size", "32", "--quiet"]
+    assert main(args) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.mkv"]
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert main(args) == 0
+    assert len(video_times(tmp_path / "out" / "a.mp4")[0]) == 6
+
+
+def test_missing_pyav_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)
+    with pytest.raises(TintError, match=r'pip install "tint\[video\]"'):
+        import_av()

@@ -1,0 +1,963 @@
+"""``tint video``: colorize a film; frame count, timestamps, audio and subtitles kept.
+
+    decode thread ──(bounded queue of frames)──> colorize (batches, on the device)
+                  ──(bounded queue)──> encode thread ──> closed segments in a work dir
+    at the end: segments + the input's audio/subtitle packets, remuxed (no re-encode) ──> OUT
+
+Frames stay in memory from decoder to encoder.  Every output frame carries its input
+frame's pts in the input's time base, so variable frame rate survives.  The video is
+encoded in segments of about ``segment_seconds``, each one a complete file that starts
+with a keyframe and is renamed into place only once finished; a killed job restarted with
+``--resume`` keeps the finished segments and seeks to the first unfinished frame.
+
+The colorize step is one function, ``colorize_batch(frames uint8 (B, H, W, 3)) -> uint8
+(B, H, W, 3)``: by default ``colorize_frames`` (the same building blocks as
+``Runner.colorize_tensor`` plus the temporal stabilizer), swappable for a faster engine.
+
+Folders shard across processes: ``torchrun --nproc_per_node=N -m tint.video IN_DIR -o OUT_DIR``
+gives film i to rank i mod N on cuda:LOCAL_RANK.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .errors import TintError
+from .weights import atomic_write
+
+SEGMENT_SECONDS = 10.0
+STATE_VERSION = 1
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
+                  ".mts", ".m2ts", ".wmv", ".flv", ".ogv", ".3gp", ".dv", ".mxf", ".y4m")
+
+# output extension -> (FFmpeg muxer, video encoders in order of preference, audio fallback encoders)
+CONTAINERS = {
+    ".mp4":  ("mp4", ("libx264", "mpeg4"), ("aac",)),
+    ".m4v":  ("mp4", ("libx264", "mpeg4"), ("aac",)),
+    ".mov":  ("mov", ("libx264", "mpeg4"), ("aac",)),
+    ".mkv":  ("matroska", ("libx264", "mpeg4"), ("aac",)),
+    ".webm": ("webm", ("libvpx-vp9",), ("libopus", "opus")),
+}
+# what each container can hold, for PyAV builds without OutputContainer.supported_codecs
+_FALLBACK_SUPPORT = {
+    "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "flac", "opus", "mov_text", "h264", "hevc", "mpeg4", "vp9", "av1"},
+    "mov": {"aac", "mp3", "ac3", "eac3", "alac", "flac", "opus", "pcm_s16le", "pcm_s24le", "mov_text",
+            "h264", "hevc", "mpeg4", "vp9", "av1", "prores"},
+    "matroska": {"aac", "mp3", "ac3", "eac3", "alac", "flac", "opus", "vorbis", "pcm_s16le", "pcm_s24le",
+                 "dts", "truehd", "subrip", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle",
+                 "h264", "hevc", "mpeg4", "vp9", "av1", "ffv1"},
+    "webm": {"opus", "vorbis", "webvtt", "vp8", "vp9", "av1"},
+}
+# encoder -> (option holding the quality, default quality, fixed options)
+ENCODERS = {
+    # no B-frames: dts == pts, so segments concatenate with monotonic dts by construction
+    "libx264": ("crf", 20, {"bf": "0", "preset": "medium"}),
+    "libx265": ("crf", 24, {"x265-params": "bframes=0:log-level=error", "preset": "medium"}),
+    "libvpx-vp9": ("crf", 32, {"b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"}),
+    "mpeg4": ("qscale", 3, {}),
+    "ffv1": (None, None, {}),
+}
+
+
+def import_av():
+    """PyAV, or a one-line error naming the extra to install."""
+    try:
+        import av
+    except ImportError:
+        raise TintError('video needs PyAV, which is not installed: pip install "tint[video]"') from None
+    return av
+
+
+def _log(msg: str) -> None:
+    print(f"tint video: {msg}", file=sys.stderr, flush=True)
+
+
+def _av_reason(e: BaseException) -> str:
+    """FFmpeg errors carry the path and errno in their str(); keep the reason only."""
+    s = getattr(e, "strerror", None) or str(e)
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+# ----------------------------------------------------------------------------- the colorize step
+@torch.no_grad()
+def colorize_frames(runner, frames: np.ndarray, *, size: int | None = None, stabilizer=None) -> np.ndarray:
+    """Colorize B consecutive frames: uint8 (B, H, W, 3) RGB (or gray in all 3) -> uint8 (B, H, W, 3).
+
+    The same building blocks as ``Runner.colorize_tensor`` (lightness, working size,
+    ``Runner.chroma``, ``join_chroma``), with the stabilizer, if any, applied to the
+    working-size chroma.  Its flow runs on the host while the device runs the network.
+    """
+    from .api import join_chroma, resize_lightness
+    from .color import rgb_to_lightness
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames (B, H, W, 3), got {frames.dtype} {frames.shape}")
+    H, W = frames.shape[1:3]
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(runner.device)
+    L = rgb_to_lightness(x.permute(0, 3, 1, 2).float() / 255.0)                   # (B, 1, H, W)
+    L_work = resize_lightness(L, runner.working_shape(H, W, size))                 # (B, 1, h, w)
+    if stabilizer is None:
+        ab = runner.chroma(L_work)
+    else:
+        L_host = L_work.cpu()                    # small; waits only for the upload and L
+        ab = runner.chroma(L_work)               # queued on the device ...
+        ab = stabilizer.apply(ab, stabilizer.estimate(L_host))   # ... while the host finds the flow
+    rgb = join_chroma(L, ab.to(L.device))                                          # (B, 3, H, W)
+    return (rgb * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def make_colorize_batch(runner, *, size: int | None = None, stabilize: bool = True) -> Callable:
+    """The default ``colorize_batch`` for one film (a fresh stabilizer: call once per film)."""
+    from .stabilize import ChromaStabilizer
+    stabilizer = ChromaStabilizer() if stabilize else None
+
+    def colorize_batch(frames: np.ndarray) -> np.ndarray:
+        return colorize_frames(runner, frames, size=size, stabilizer=stabilizer)
+    colorize_batch.stabilizer = stabilizer
+    return colorize_batch
+
+
+# ----------------------------------------------------------------------------- input
+@dataclass
+class VideoInput:
+    path: Path
+    container: object
+    stream: object                   # the first video stream
+    time_base: Fraction
+    rate: Fraction                   # nominal frame rate (average, else guessed, else 24)
+    frames: int                      # estimate for the progress bar (0: unknown)
+    width: int
+    height: int
+
+    def close(self):
+        self.container.close()
+
+
+def open_input(path) -> VideoInput:
+    """Open a film and check it has a decodable video stream; one-line TintError if not."""
+    av = import_av()
+    path = Path(path)
+    if not path.exists():
+        raise TintError(f"{path}: no such file")
+    if path.is_dir():
+        raise TintError(f"{path}: is a folder (give -o a folder too to colorize every film in it)")
+    if path.stat().st_size == 0:
+        raise TintError(f"{path}: empty file (0 bytes)")
+    try:
+        container = av.open(str(path), "r")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise TintError(f"{path}: not a readable video ({_av_reason(e)}; truncated, or not a film?)") from None
+    try:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+            raise TintError(f"{path}: no video stream (it holds {', '.join(kinds)})")
+        vs = container.streams.video[0]
+        cc = vs.codec_context
+        if cc is None or not vs.codec_context.name or not _has_decoder(av, cc.name):
+            name = getattr(getattr(vs, "codec", None), "name", None) or "unknown"
+            raise TintError(f"{path}: video codec {name!r} cannot be decoded by this FFmpeg build")
+        if not vs.width or not vs.height:
+            raise TintError(f"{path}: video stream has no frame size (damaged header?)")
+        vs.thread_type = "AUTO"
+        rate = vs.average_rate or getattr(vs, "guessed_rate", None) or Fraction(24)
+        tb = vs.time_base or Fraction(1, 90000)
+        frames = int(vs.frames or 0)
+        if not frames and vs.duration:
+            frames = int(round(float(vs.duration * tb * rate)))
+        elif not frames and container.duration:
+            frames = int(round(container.duration / 1e6 * float(rate)))
+        return VideoInput(path, container, vs, Fraction(tb), Fraction(rate), frames, vs.width, vs.height)
+    except BaseException:
+        container.close()
+        raise
+
+
+def _has_decoder(av, name: str) -> bool:
+    try:
+        av.codec.Codec(name, "r")
+        return True
+    except Exception:
+        return False
+
+
+@dataclass
+class Frame:
+    rgb: np.ndarray                  # (H, W, 3) uint8
+    pts: int                         # in VideoInput.time_base
+
+
+def decode_frames(inp: VideoInput, after_pts: int | None = None, warn=_log):
+    """Yield ``Frame``s in presentation order, those after ``after_pts`` only (resume).
+
+    Missing pts are filled in from the frame rate; frames whose pts does not increase are
+    dropped (a muxer would reject them).  A read or decode error ends the stream with a
+    warning: a truncated film yields what could be decoded.
+    """
+    av = import_av()
+    vs = inp.stream
+    frames = _raw_frames(inp, warn)
+    if after_pts is not None:
+        try:
+            inp.container.seek(after_pts, stream=vs, backward=True, any_frame=False)
+            frames = _raw_frames(inp, warn)
+            first = next(frames, None)
+            if first is None or not first[2] or first[1] > after_pts:
+                raise EOFError      # no timestamps, or the demuxer landed past the point
+            frames = _chain(first, frames)
+        except (av.error.FFmpegError, EOFError):
+            frames.close()
+            inp.container.seek(0, stream=vs, backward=True, any_frame=False)
+            frames = _raw_frames(inp, warn)                 # decode from the start instead
+    last, dropped = None, 0
+    for frame, pts, _ in frames:
+        if after_pts is not None and pts <= after_pts:     # done by an earlier run
+            continue
+        if last is not None and pts <= last:
+            dropped += 1
+            continue
+        last = pts
+        yield Frame(frame.to_ndarray(format="rgb24"), pts)
+    if dropped:
+        warn(f"{inp.path.name}: dropped {dropped} frame(s) whose timestamp did not increase")
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _raw_frames(inp: VideoInput, warn):
+    """(av frame, pts, pts came from the file) until the end or the first error."""
+    av = import_av()
+    step = max(1, int(round(1 / (inp.rate * inp.time_base))))
+    last = None
+    try:
+        for frame in inp.container.decode(inp.stream):
+            real = frame.pts is not None
+            pts = frame.pts if real else (0 if last is None else last + step)
+            last = pts
+            yield frame, pts, real
+    except (av.error.FFmpegError, EOFError) as e:
+        warn(f"{inp.path.name}: input ends early ({_av_reason(e)}); keeping the frames decoded so far")
+
+
+# ----------------------------------------------------------------------------- output settings
+@dataclass
+class OutputSpec:
+    format: str                      # FFmpeg muxer
+    codec: str                       # video encoder
+    options: dict                    # encoder options (quality included)
+    audio_fallback: tuple
+
+    def as_dict(self):
+        return {"format": self.format, "codec": self.codec, "options": self.options}
+
+
+def output_spec(out: Path, codec: str | None = None, quality: int | None = None) -> OutputSpec:
+    av = import_av()
+    suffix = out.suffix.lower()
+    if suffix not in CONTAINERS:
+        raise TintError(f"{out}: unsupported output type {suffix or '(none)'!r}; use one of "
+                        f"{', '.join(CONTAINERS)}")
+    fmt, preferred, audio = CONTAINERS[suffix]
+    if codec is None:
+        codec = next((c for c in preferred if _has_encoder(av, c)), None)
+        if codec is None:
+            raise TintError(f"this FFmpeg build has none of the encoders {', '.join(preferred)} for {suffix}")
+    elif not _has_encoder(av, codec):
+        raise TintError(f"video encoder {codec!r} is not in this FFmpeg build")
+    key, default_q, fixed = ENCODERS.get(codec, (None, None, {}))
+    options = dict(fixed)
+    if quality is not None and key is None:
+        raise TintError(f"--quality has no meaning for {codec}")
+    if key is not None:
+        q = default_q if quality is None else int(quality)
+        if q < 0:
+            raise TintError(f"--quality must be >= 0, got {q}")
+        options[key] = str(q)
+    return OutputSpec(fmt, codec, options, audio)
+
+
+def _has_encoder(av, name: str) -> bool:
+    try:
+        av.codec.Codec(name, "w")
+        return True
+    except Exception:
+        return False
+
+
+def _supported(av_container, fmt: str) -> set:
+    got = getattr(av_container, "supported_codecs", None)
+    return set(got) if got else _FALLBACK_SUPPORT.get(fmt, set())
+
+
+def _encoder_time_base(codec: str, tb: Fraction, rate: Fraction) -> Fraction:
+    """MPEG-4 part 2 cannot take a time base denominator above 65535."""
+    if codec == "mpeg4" and tb.denominator > 65535:
+        return Fraction(1, min(65535, max(1, int(round(rate * 100)))))
+    return tb
+
+
+class _VideoEncoder:
+    """One output file of video only: frames with pts in ``tb`` in, packets muxed."""
+
+    def __init__(self, path, spec: OutputSpec, inp: VideoInput):
+        av = import_av()
+        self.container = av.open(str(path), "w", format=spec.format,
+                                 options=_muxer_options(spec.format, inp.time_base))
+        self.tb = inp.time_base
+        self.enc_tb = _encoder_time_base(spec.codec, inp.time_base, inp.rate)
+        s = self.container.add_stream(spec.codec, rate=inp.rate)
+        s.width, s.height = inp.width, inp.height
+        even = inp.width % 2 == 0 and inp.height % 2 == 0
+        s.pix_fmt = "yuv420p" if even or spec.codec == "mpeg4" else "yuv444p"
+        if not even and spec.codec == "mpeg4":
+            raise TintError(f"{inp.width}x{inp.height} has an odd side; mpeg4 needs even sizes (use --codec libx264)")
+        s.time_base = self.enc_tb
+        s.codec_context.time_base = self.enc_tb
+        sar = inp.stream.sample_aspect_ratio
+        if sar:
+            s.codec_context.sample_aspect_ratio = sar
+        opts = dict(spec.options)
+        if "qscale" in opts:                          # mpeg4: fixed quantizer, like ffmpeg -q:v
+            q = int(opts.pop("qscale"))
+            s.codec_context.qscale = True
+            s.codec_context.global_quality = q * 118  # FF_QP2LAMBDA
+        s.options = opts
+        s.thread_type = "AUTO"
+        self.stream = s
+        self._av = av
+        self.last_pts = None
+
+    def encode(self, rgb: np.ndarray, pts: int):
+        frame = self._av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if self.enc_tb != self.tb:
+            pts = int(round(pts * self.tb / self.enc_tb))
+            if self.last_pts is not None and pts <= self.last_pts:
+                pts = self.last_pts + 1
+        self.last_pts = pts
+        frame.pts = pts
+        frame.time_base = self.enc_tb
+        self.container.mux(self.stream.encode(frame))
+
+    def close(self):
+        self.container.mux(self.stream.encode(None))
+        self.container.close()
+
+
+def _muxer_options(fmt: str, tb: Fraction) -> dict:
+    if fmt in ("mp4", "mov"):
+        # a movie time scale equal to the video's keeps a non-zero start time exact
+        return {"movie_timescale": str(min(tb.denominator, 2 ** 31 - 1))}
+    return {}
+
+
+# ----------------------------------------------------------------------------- work dir / resume
+class WorkDir:
+    """Finished segments and a manifest, next to OUT: ``.OUT.tint-work/``.
+
+    A segment file is complete when it is listed in ``state.json``: it is encoded under a
+    ``.part`` name, renamed, and only then recorded (both steps atomic).
+    """
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.path = out.parent / f".{out.name}.tint-work"
+        self.state_path = self.path / "state.json"
+        self.state: dict = {}
+
+    def exists(self) -> bool:
+        return self.state_path.is_file()
+
+    def start(self, key: dict) -> None:
+        self.remove()
+        self.path.mkdir(parents=True)
+        self.state = {"version": STATE_VERSION, "key": key, "segments": [], "complete": False}
+        self.save()
+
+    def load(self, key: dict) -> None:
+        try:
+            self.state = json.loads(self.state_path.read_text())
+        except (OSError, ValueError) as e:
+            raise TintError(f"{self.path}: unreadable resume state ({e}); use --overwrite to start over") from None
+        if self.state.get("version") != STATE_VERSION or self.state.get("key") != key:
+            raise TintError(f"{self.path} was made from another input or other settings; "
+                            "use --overwrite to start over")
+        listed = {s["file"] for s in self.state["segments"]}
+        for p in self.path.iterdir():                 # a half-written segment from the killed run
+            if p.name != "state.json" and p.name not in listed:
+                p.unlink()
+        for s in self.state["segments"]:
+            if not (self.path / s["file"]).is_file():
+                raise TintError(f"{self.path}: segment {s['file']} is missing; use --overwrite to start over")
+
+    def save(self) -> None:
+        text = json.dumps(self.state, indent=1)
+        atomic_write(self.state_path, lambda tmp: Path(tmp).write_text(text))
+
+    def add_segment(self, record: dict) -> None:
+        self.state["segments"].append(record)
+        self.save()
+
+    def remove(self) -> None:
+        if self.path.exists():
+            shutil.rmtree(self.path)
+
+    @property
+    def frames_done(self) -> int:
+        return sum(s["frames"] for s in self.state.get("segments", []))
+
+
+class SegmentWriter:
+    """Cuts the colorized stream into closed files of about ``seconds`` each."""
+
+    def __init__(self, work: WorkDir, spec: OutputSpec, inp: VideoInput, seconds: float,
+                 on_segment: Callable[[int], None] | None = None):
+        self.work, self.spec, self.inp = work, spec, inp
+        self.ticks = max(1, int(seconds / inp.time_base))
+        self.index = len(work.state["segments"])
+        self.ext = "." + {"matroska": "mkv"}.get(spec.format, spec.format)
+        self.enc: _VideoEncoder | None = None
+        self.on_segment = on_segment
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        if self.enc is not None and pts - self.first >= self.ticks:
+            self.close_segment()
+        if self.enc is None:
+            self.name = f"seg_{self.index:05d}{self.ext}"
+            self.tmp = self.work.path / (self.name + ".part")
+            self.enc = _VideoEncoder(self.tmp, self.spec, self.inp)
+            self.first, self.count = pts, 0
+        self.enc.encode(rgb, pts)
+        self.last, self.count = pts, self.count + 1
+
+    def close_segment(self) -> None:
+        if self.enc is None:
+            return
+        self.enc.close()
+        self.enc = None
+        os.replace(self.tmp, self.work.path / self.name)
+        self.work.add_segment({"file": self.name, "frames": self.count,
+                               "first_pts": self.first, "last_pts": self.last})
+        self.index += 1
+        if self.on_segment is not None:
+            self.on_segment(self.index)
+
+    def abort(self) -> None:
+        if self.enc is not None:
+            try:
+                self.enc.container.close()
+            except Exception:
+                pass
+            self.enc = None
+            Path(self.tmp).unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- final remux
+def assemble(work: WorkDir, src: Path, dst: Path, spec: OutputSpec, warn=_log) -> dict:
+    """Concatenate the segments' video packets and copy the input's audio and subtitle
+    packets untouched into ``dst`` (atomically).  Audio the container cannot hold is
+    re-encoded (and said so); subtitles it cannot hold are dropped (and said so)."""
+    av = import_av()
+    segs = [work.path / s["file"] for s in work.state["segments"]]
+    if not segs:
+        raise TintError(f"{src}: no video frame could be decoded")
+    summary = {"audio_copied": 0, "audio_reencoded": 0, "subtitles_copied": 0, "dropped": 0}
+
+    def write(tmp):
+        inp = av.open(str(src), "r")
+        out = av.open(str(tmp), "w", format=spec.format,
+                      options=_movflags(spec.format) | _muxer_options(spec.format, _seg_tb(segs[0])))
+        try:
+            first = av.open(str(segs[0]), "r")
+            vout = out.add_stream_from_template(first.streams.video[0])
+            first.close()
+            supported = _supported(out, spec.format)
+            copies, transcoders = {}, {}
+            for s in inp.streams:
+                if s.type not in ("audio", "subtitle"):
+                    if s.type != "video" or s.index != inp.streams.video[0].index:
+                        warn(f"{src.name}: {s.type} stream #{s.index} ({_codec_name(s)}) not carried over")
+                        summary["dropped"] += 1
+                    continue
+                name = _codec_name(s)
+                if name in supported and _copy_ok(av, spec.format, src, s.index):
+                    copies[s.index] = out.add_stream_from_template(s)
+                    summary["audio_copied" if s.type == "audio" else "subtitles_copied"] += 1
+                elif s.type == "audio":
+                    transcoders[s.index] = _AudioTranscoder(av, out, s, spec.audio_fallback)
+                    warn(f"{src.name}: audio stream #{s.index} ({name}) cannot go into "
+                         f"{dst.suffix}; re-encoding it to {transcoders[s.index].codec}")
+                    summary["audio_reencoded"] += 1
+                else:
+                    warn(f"{src.name}: subtitle stream #{s.index} ({name}) cannot go into "
+                         f"{dst.suffix}; dropped (use .mkv to keep it)")
+                    summary["dropped"] += 1
+            streams = [inp.streams[i] for i in (*copies, *transcoders)]
+            last_dts: dict = {}
+            for pkt, ostream in _interleave(_segment_packets(av, segs, vout),
+                                            _input_packets(av, inp, streams, copies, transcoders, warn)):
+                if ostream is None:                   # already encoded and muxed by a transcoder
+                    continue
+                _fix_dts(pkt, ostream, last_dts)
+                pkt.stream = ostream
+                out.mux(pkt)
+            for t in transcoders.values():
+                t.flush()
+        finally:
+            out.close()
+            inp.close()
+    atomic_write(dst, write)
+    return summary
+
+
+def _copy_ok(av, fmt: str, src: Path, index: int, scan: int = 2000) -> bool:
+    """Can stream ``index`` of ``src`` be copied into a ``fmt`` file?  Tried for real with
+    its first packet in memory: the codec list alone misses cases such as PCM without a
+    channel layout in MP4."""
+    import io
+    try:
+        with av.open(str(src), "r") as probe:
+            s = probe.streams[index]
+            pkt = None
+            for i, p in enumerate(probe.demux(s)):
+                if p.size:
+                    pkt = p
+                    break
+                if i >= scan:
+                    break
+            out = av.open(io.BytesIO(), "w", format=fmt)
+            try:
+                o = out.add_stream_from_template(s)
+                if pkt is not None:
+                    pkt.stream = o
+                    out.mux(pkt)
+            finally:
+                out.close()
+        return True
+    except (av.error.FFmpegError, ValueError, EOFError):
+        return False
+
+
+def _movflags(fmt: str) -> dict:
+    # moov at the front: the file plays while it downloads
+    return {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
+
+
+def _seg_tb(seg: Path) -> Fraction:
+    av = import_av()
+    with av.open(str(seg), "r") as c:
+        return Fraction(c.streams.video[0].time_base)
+
+
+def _codec_name(s) -> str:
+    """The codec's canonical name (``mp3``, ``subrip``), not its decoder's (``mp3float``, ``srt``)."""
+    cc = getattr(s, "codec_context", None)
+    codec = getattr(cc, "codec", None) if cc is not None else None
+    return (getattr(codec, "canonical_name", None) or getattr(codec, "name", None)
+            or (cc.name if cc is not None else None) or "unknown")
+
+
+def _time(pkt) -> float:
+    t = pkt.dts if pkt.dts is not None else pkt.pts
+    return float(t * pkt.time_base) if t is not None and pkt.time_base else 0.0
+
+
+def _segment_packets(av, segs, vout):
+    for seg in segs:
+        with av.open(str(seg), "r") as c:
+            vs = c.streams.video[0]
+            for pkt in c.demux(vs):
+                if pkt.size:
+                    yield _time(pkt), pkt, vout
+
+
+def _input_packets(av, inp, streams, copies, transcoders, warn):
+    if not streams:
+        return
+    packets = inp.demux(streams)
+    while True:
+        try:
+            pkt = next(packets)
+        except StopIteration:
+            return
+        except (av.error.FFmpegError, EOFError) as e:     # a truncated input: keep what was read
+            warn(f"{Path(inp.name).name}: audio/subtitles end early ({_av_reason(e)})")
+            return
+        if not pkt.size:                                   # end-of-stream marker; flush() handles it
+            continue
+        i = pkt.stream.index
+        if i in copies:
+            yield _time(pkt), pkt, copies[i]
+        else:
+            transcoders[i].feed(pkt)
+            yield _time(pkt), pkt, None
+
+
+def _interleave(a, b):
+    """Merge two time-ordered (time, packet, stream) iterators, earliest first."""
+    import heapq
+    for t, pkt, stream in heapq.merge(a, b, key=lambda x: x[0]):
+        yield pkt, stream
+
+
+def _fix_dts(pkt, ostream, last: dict) -> None:
+    """Guard against a non-increasing dts (broken inputs): the muxer would refuse it."""
+    if pkt.dts is None or pkt.time_base is None:
+        return
+    prev = last.get(ostream.index)
+    if prev is not None and pkt.dts * pkt.time_base <= prev:
+        new = int(prev / pkt.time_base) + 1
+        if pkt.pts is not None and new > pkt.pts:
+            pkt.pts = new
+        pkt.dts = new
+    last[ostream.index] = pkt.dts * pkt.time_base
+
+
+class _AudioTranscoder:
+    """Decode one audio stream and encode it with the container's fallback codec."""
+
+    def __init__(self, av, out, s, candidates):
+        codec = next((c for c in candidates if _has_encoder(av, c)), None)
+        if codec is None:
+            raise TintError(f"audio stream #{s.index} ({_codec_name(s)}) needs re-encoding but "
+                            f"this FFmpeg build has none of {', '.join(candidates)}")
+        self.codec = codec
+        rate = s.codec_context.sample_rate or 48000
+        if codec in ("libopus", "opus"):
+            rate = 48000
+        self.stream = out.add_stream(codec, rate=rate)
+        self.stream.layout = "mono" if s.codec_context.channels == 1 else "stereo"
+        self.stream.format = av.codec.Codec(codec, "w").audio_formats[0].name
+        self.stream.bit_rate = 192_000 if codec == "aac" else 128_000
+        self.out = out
+        self.decoder = s.codec_context
+        self.start: Fraction | None = None
+
+    def feed(self, pkt):
+        self._encode(self.decoder.decode(pkt))
+
+    def flush(self):
+        self._encode(self.decoder.decode(None))
+        self._mux(self.stream.encode(None))
+
+    def _encode(self, frames):
+        for f in frames:
+            if self.start is None:                    # the encoder counts from 0: keep the start time
+                self.start = f.pts * f.time_base if f.pts is not None and f.time_base else Fraction(0)
+            f.pts = None
+            self._mux(self.stream.encode(f))
+
+    def _mux(self, packets):
+        for p in packets:
+            shift = int(round((self.start or 0) / p.time_base)) if p.time_base else 0
+            if p.pts is not None:
+                p.pts += shift
+            if p.dts is not None:
+                p.dts += shift
+            self.out.mux(p)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+_END = object()
+
+
+class _Pipe:
+    """Bounded queues between threads; the first failure stops everyone."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def fail(self, e: BaseException):
+        if self.error is None:
+            self.error = e
+        self.stop.set()
+
+    def put(self, q: queue.Queue, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def get(self, q: queue.Queue):
+        while not self.stop.is_set():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        return _END
+
+    def thread(self, fn, *args, name):
+        def body():
+            try:
+                fn(*args)
+            except BaseException as e:   # noqa: BLE001 -- handed to the main thread
+                self.fail(e)
+        t = threading.Thread(target=body, name=name, daemon=True)
+        t.start()
+        return t
+
+
+@dataclass
+class VideoReport:
+    input: str
+    output: str
+    frames: int = 0                  # frames in the output
+    frames_resumed: int = 0          # of which done by an earlier run
+    seconds: float = 0.0             # wall time of this run
+    fps: float = 0.0                 # frames colorized per second in this run
+    segments: int = 0
+    scene_cuts: int = 0
+    streams: dict = field(default_factory=dict)
+
+
+def colorize_video(src, dst, *, runner=None, colorize_batch: Callable | None = None,
+                   size: int | None = None, quality: int | None = None, codec: str | None = None,
+                   batch: int = 8, resume: bool = False, overwrite: bool = False,
+                   stabilize: bool = True, segment_seconds: float = SEGMENT_SECONDS,
+                   progress: bool = True, on_segment: Callable[[int], None] | None = None,
+                   settings_key: dict | None = None) -> VideoReport:
+    """Colorize the film ``src`` into ``dst``.  See the module docstring for the flow.
+
+    ``colorize_batch``: uint8 (B, H, W, 3) -> uint8 (B, H, W, 3); default: ``runner`` with
+    the stabilizer.  ``on_segment(n)`` is called after each finished segment (tests use it
+    to interrupt a job).  Returns a ``VideoReport``.
+    """
+    src, dst = Path(src), Path(dst)
+    if batch < 1:
+        raise TintError(f"--batch must be at least 1, got {batch}")
+    if segment_seconds <= 0:
+        raise TintError(f"segment length must be positive, got {segment_seconds}")
+    spec = output_spec(dst, codec, quality)
+    if src.exists() and dst.exists() and src.resolve() == dst.resolve():
+        raise TintError(f"{dst}: output would overwrite the input")
+    work = WorkDir(dst)
+    if dst.exists() and not overwrite:
+        if resume:
+            _log(f"{dst}: already finished")
+            return VideoReport(str(src), str(dst))
+        raise TintError(f"{dst} exists (use --overwrite to replace it)")
+    if not dst.parent.is_dir():
+        raise TintError(f"{dst.parent}: output folder does not exist")
+
+    inp = open_input(src)
+    t0 = time.perf_counter()
+    try:
+        st = src.stat()
+        key = {"input": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+               "output": spec.as_dict(), "segment_seconds": segment_seconds,
+               "stabilize": bool(stabilize), "size_option": size, **(settings_key or {})}
+        if runner is not None:
+            key["weights"] = str(Path(runner.weights_path).resolve())
+        if work.exists() and resume:
+            work.load(key)
+            _log(f"resuming {src.name}: {len(work.state['segments'])} segment(s), "
+                 f"{work.frames_done} frame(s) already done")
+        elif work.exists() and not overwrite:
+            raise TintError(f"{work.path} holds an unfinished job: --resume continues it, "
+                            "--overwrite starts over")
+        else:
+            work.start(key)
+        if colorize_batch is None:
+            if runner is None:
+                raise TintError("colorize_video needs a runner or a colorize_batch")
+            colorize_batch = make_colorize_batch(runner, size=size, stabilize=stabilize)
+        done_before = work.frames_done
+        n = 0
+        if not work.state["complete"]:
+            n = _run_pipeline(inp, work, spec, colorize_batch, batch, segment_seconds, progress, on_segment)
+            work.state["complete"] = True
+            work.save()
+    finally:
+        inp.close()
+    if not work.state["segments"]:
+        work.remove()
+        raise TintError(f"{src}: no video frame could be decoded (damaged file?)")
+    streams = assemble(work, src, dst, spec)
+    report = VideoReport(str(src), str(dst), frames=work.frames_done, frames_resumed=done_before,
+                         seconds=time.perf_counter() - t0, segments=len(work.state["segments"]),
+                         streams=streams)
+    report.fps = n / report.seconds if report.seconds > 0 else 0.0
+    stab = getattr(colorize_batch, "stabilizer", None)
+    report.scene_cuts = stab.cuts if stab is not None else 0
+    work.remove()
+    return report
+
+
+def _run_pipeline(inp: VideoInput, work: WorkDir, spec: OutputSpec, colorize_batch, batch: int,
+                  segment_seconds: float, progress: bool, on_segment) -> int:
+    segs = work.state["segments"]
+    after = segs[-1]["last_pts"] if segs else None
+    pipe = _Pipe()
+    q_in: queue.Queue = queue.Queue(maxsize=2 * batch)
+    q_out: queue.Queue = queue.Queue(maxsize=2)
+    writer = SegmentWriter(work, spec, inp, segment_seconds, on_segment)
+
+    def decode():
+        for f in decode_frames(inp, after_pts=after):
+            if not pipe.put(q_in, f):
+                return
+        pipe.put(q_in, _END)
+
+    def encode():
+        while True:
+            item = pipe.get(q_out)
+            if item is _END:
+                break
+            rgb, pts = item
+            for i, p in enumerate(pts):
+                writer.write(rgb[i], p)
+        if not pipe.stop.is_set():
+            writer.close_segment()
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=inp.frames or None, initial=work.frames_done, unit="frame",
+                   desc=inp.path.name[:30], dynamic_ncols=True, smoothing=0.1)
+    t_dec = pipe.thread(decode, name="tint-decode")
+    t_enc = pipe.thread(encode, name="tint-encode")
+    n = 0
+    try:
+        ended = False
+        while not ended and not pipe.stop.is_set():
+            items = []
+            while len(items) < batch:
+                item = pipe.get(q_in)
+                if item is _END:
+                    ended = True
+                    break
+                items.append(item)
+            if items:
+                frames = np.stack([f.rgb for f in items])
+                out = colorize_batch(frames)
+                if out.shape != frames.shape or out.dtype != np.uint8:
+                    raise RuntimeError(f"colorize_batch returned {out.dtype} {out.shape} for {frames.shape}")
+                if not pipe.put(q_out, (out, [f.pts for f in items])):
+                    break
+                n += len(items)
+                if bar is not None:
+                    bar.update(len(items))
+        if not pipe.stop.is_set():
+            pipe.put(q_out, _END)
+        t_enc.join()
+    except BaseException as e:
+        pipe.fail(e)
+    finally:
+        t_enc.join()
+        t_dec.join()
+        if bar is not None:
+            bar.close()
+        if pipe.error is not None:
+            writer.abort()
+    if pipe.error is not None:
+        raise pipe.error
+    return n
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_video_arguments(p) -> None:
+    p.add_argument("input", help="a film, or a folder of films")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (.mp4 .mov .mkv .webm), or a folder when the input is one")
+    p.add_argument("--quality", type=int, default=None,
+                   help="encoder quality, lower is better: x264 CRF (default 20), VP9 CRF (32), mpeg4 q (3)")
+    p.add_argument("--codec", default=None,
+                   help="video encoder (default: libx264 for .mp4/.mov/.mkv, else mpeg4; libvpx-vp9 for .webm)")
+    p.add_argument("--batch", type=int, default=None, help="frames per network call (default 8 on GPU, 4 on CPU)")
+    p.add_argument("--resume", action="store_true", help="continue a killed job (keeps its finished segments)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (or unfinished job)")
+    p.add_argument("--no-stabilize", dest="stabilize", action="store_false",
+                   help="colorize each frame on its own (flickers more)")
+    p.add_argument("--segment-seconds", type=float, default=SEGMENT_SECONDS,
+                   help=f"length of the resumable pieces (default {SEGMENT_SECONDS:g} s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def shard() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) without it."""
+    try:
+        rank = int(os.environ.get("RANK", 0))
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        local = int(os.environ.get("LOCAL_RANK", rank))
+    except ValueError:
+        raise TintError("RANK, WORLD_SIZE and LOCAL_RANK must be integers") from None
+    if world < 1 or not 0 <= rank < world:
+        raise TintError(f"bad RANK={rank} / WORLD_SIZE={world}")
+    return rank, world, local
+
+
+def plan_jobs(src: Path, dst: Path, rank: int = 0, world: int = 1) -> list[tuple[Path, Path]]:
+    """(input, output) pairs this process handles: one file, or its share of a folder."""
+    if not src.is_dir():
+        return [(src, dst)] if rank == 0 else []
+    if dst.suffix.lower() in CONTAINERS:
+        raise TintError(f"{src} is a folder: -o must be a folder too, not {dst}")
+    films = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    if not films:
+        raise TintError(f"{src}: no video files ({', '.join(VIDEO_SUFFIXES[:5])}, ...)")
+    jobs = []
+    for p in films[rank::world]:
+        suffix = p.suffix.lower() if p.suffix.lower() in CONTAINERS else ".mkv"
+        jobs.append((p, dst / (p.stem + suffix)))
+    return jobs
+
+
+def run_video(args) -> int:
+    import_av()
+    from .api import load
+    src, dst = Path(args.input), Path(args.output)
+    rank, world, local = shard()
+    device = args.device
+    if world > 1 and device == "auto" and torch.cuda.is_available():
+        device = f"cuda:{local % torch.cuda.device_count()}"
+    if src.is_dir():
+        dst.mkdir(parents=True, exist_ok=True)
+    jobs = plan_jobs(src, dst, rank, world)
+    if not jobs:
+        return 0
+    runner = load(args.weights, device=device)
+    batch = args.batch or (8 if runner.device.type == "cuda" else 4)
+    failed = 0
+    for film, out in jobs:
+        try:
+            r = colorize_video(film, out, runner=runner, size=args.size, quality=args.quality,
+                               codec=args.codec, batch=batch, resume=args.resume,
+                               overwrite=args.overwrite, stabilize=args.stabilize,
+                               segment_seconds=args.segment_seconds,
+                               progress=not args.quiet and rank == 0)
+        except TintError as e:
+            if len(jobs) == 1 and not src.is_dir():
+                raise
+            print(f"tint video: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if r.frames:
+            extra = f", {r.frames_resumed} from an earlier run" if r.frames_resumed else ""
+            print(f"{out}: {r.frames} frames{extra}, {r.fps:.1f} frames/s, "
+                  f"{r.scene_cuts} scene cut(s)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    from .cli import main as cli_main
+    return cli_main(["video", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
