@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # GPU check of tint's engine, in one call from the repository root on the GPU machine:
-#   scripts/gpu_bench.sh [all|tests|bench|profile]     (default: all)
-# 'tests': pytest -m gpu for the engine and kernels; 'bench': tint bench (JSON) + the
-# profile tables; 'profile': the profile alone.  Logs and JSON go to $OUT (default
+#   scripts/gpu_bench.sh [all|tests|sweep|bench|profile]     (default: all)
+# 'tests': pytest -m gpu for the engine and kernels (< 90 s; each test times out at 60 s,
+# a hard cap of 150 s on the lot); 'sweep': scripts/engine_sweep.py, engine candidates at
+# 512x512 (< 4 min, watchdog); 'bench': tint bench (JSON) + the profile tables;
+# 'profile': the profile alone.  Logs and JSON go to $OUT (default
 # /tmp/tint-gpu-out); stdout stays short: test summary, the bench table, top kernels.
 # Extra bench options: BENCH_ARGS="--compile 224,512 --output bins" scripts/gpu_bench.sh bench
 # 'all' needs about 8-9 minutes (tests ~2, bench ~6); split it if a call is capped at 10.
@@ -21,11 +23,25 @@ echo "== $(tail -n 1 "$OUT/nvidia-smi.csv")"
 
 if [[ $STAGE == all || $STAGE == tests ]]; then
     t0=$SECONDS
-    $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_kernels.py tests/test_engine.py \
+    # unbuffered + verbose: the log shows the test that is running if anything stalls
+    PYTHONUNBUFFERED=1 timeout -k 10 ${TEST_CAP:-150} $PY -m pytest -m gpu -v -rfE -p no:cacheprovider \
+        --durations=12 -o faulthandler_timeout=90 tests/test_kernels.py tests/test_engine.py \
         > "$OUT/pytest_gpu.log" 2>&1
     r=$?; [[ $r -ne 0 ]] && rc=$r
     echo "== gpu tests (rc=$r, $((SECONDS - t0)) s): $(tail -n 1 "$OUT/pytest_gpu.log")"
     grep -E "^(FAILED|ERROR)" "$OUT/pytest_gpu.log" | head -20
+    [[ $r -eq 124 || $r -eq 137 ]] && { echo "-- tests hit the ${TEST_CAP:-150} s cap; last lines:"; tail -n 8 "$OUT/pytest_gpu.log"; }
+    grep -A13 "slowest" "$OUT/pytest_gpu.log" | cut -c1-120 | head -14
+fi
+
+if [[ $STAGE == sweep ]]; then
+    t0=$SECONDS
+    timeout -k 10 ${SWEEP_CAP:-225} $PY scripts/engine_sweep.py --seconds ${SWEEP_SECONDS:-205} --out "$OUT" \
+        > "$OUT/sweep_stdout.txt" 2> "$OUT/sweep.log"
+    r=$?; [[ $r -ne 0 ]] && rc=$r
+    echo "== engine sweep (rc=$r, $((SECONDS - t0)) s)"
+    cat "$OUT/sweep_stdout.txt"
+    [[ $r -ne 0 ]] && tail -n 25 "$OUT/sweep.log"
 fi
 
 if [[ $STAGE == all || $STAGE == bench ]]; then

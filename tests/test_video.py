@@ -315,3 +315,141 @@ def test_missing_pyav_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "av", None)
     with pytest.raises(TintError, match=r'pip install "tint\[video\]"'):
         import_av()
+
+
+# ----------------------------------------------------------------------------- the Y'CbCr pixel path
+from tint.video import (FrameColorizer, FrameLayout, PASSTHROUGH, lightness_lut, luma_to_gray_lut,  # noqa: E402
+                        output_spec, rgb_to_yuv)
+
+
+def yuv_frame(y, full_range=False):
+    """A yuv420p av frame with luma ``y`` and neutral chroma."""
+    H, W = y.shape
+    f = av.VideoFrame.from_ndarray(np.concatenate([y, np.full((H // 2, W), 128, np.uint8)]), format="yuv420p")
+    f.color_range = 2 if full_range else 1
+    return f
+
+
+def to_av(packed, layout):
+    """Packed planes -> av frame tagged as the encoder tags it."""
+    f = av.VideoFrame(layout.width, layout.height, layout.pix_fmt)
+    for plane, src in zip(f.planes, layout.split(packed)):
+        h, w = src.shape
+        np.frombuffer(plane, np.uint8, count=plane.line_size * h).reshape(h, plane.line_size)[:, :w] = src
+    return f
+
+
+def test_luma_lut_is_swscale_for_every_code():
+    y = np.tile(np.arange(256, dtype=np.uint8), (4, 2))                     # (4, 512): every code
+    np.testing.assert_array_equal(luma_to_gray_lut(False)[y], yuv_frame(y).to_ndarray(format="gray"))
+    np.testing.assert_array_equal(luma_to_gray_lut(True)[y], yuv_frame(y, True).to_ndarray(format="gray"))
+    # L of a luma code == L of the rgb24 path's gray pixel (within swscale's +-1 in rgb24)
+    from tint.color import gray_to_lightness
+    rgb = yuv_frame(y).to_ndarray(format="rgb24")[0, :256, 0]
+    ref = gray_to_lightness(torch.from_numpy(rgb).float().view(1, 1, -1) / 255).view(-1)
+    assert (lightness_lut(False) - ref).abs().max() < 0.6                     # < 1 gray level
+
+
+@pytest.mark.parametrize("matrix,name", [("bt709", "ITU709"), ("bt601", "ITU601")])
+def test_rgb_to_yuv_matches_swscale(matrix, name):
+    H, W = 48, 64
+    yy, xx = np.mgrid[0:H, 0:W]
+    rgb = np.stack([(xx * 4) % 256, (yy * 5) % 256, (xx * 2 + yy * 3) % 256], -1).astype(np.uint8)
+    ours = rgb_to_yuv(torch.from_numpy(rgb)[None], matrix)[0].numpy()
+    ref = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", dst_colorspace=name).to_ndarray()
+    Y = H * W
+    assert np.abs(ours[:Y].astype(int) - ref[:H].reshape(-1)).max() <= 1
+    # chroma: swscale's 4:2:0 filter differs from a 2x2 mean only at sharp edges (the wrap of %)
+    d = np.abs(ours[Y:].astype(int) - ref[H:].reshape(-1))
+    assert np.median(d) <= 1 and np.mean(d) < 2
+    assert rgb_to_yuv(torch.from_numpy(rgb)[None], matrix, subsample=False).shape == (1, 3 * Y)
+
+
+def test_yuv_path_matches_rgb24_path(runner):
+    """FrameColorizer (luma in, planes out) vs colorize_frames (rgb24 in, rgb24 out)."""
+    H, W = 48, 64
+    yy, xx = np.mgrid[0:H, 0:W]
+    luma = (16 + (xx * 3 + yy * 2) % 220).astype(np.uint8)[None].repeat(2, 0)
+    luma[1] = np.roll(luma[1], 3, 1)
+    for matrix in ("bt601", "bt709"):
+        layout = FrameLayout(W, H, "yuv420p", matrix, False)
+        step = FrameColorizer(runner, layout, size=SIZE, stabilize=False)
+        out = torch.zeros(2, layout.frame_bytes, dtype=torch.uint8)
+        assert step.submit(torch.from_numpy(luma), out) == (None, None)
+        rgb_in = np.stack([yuv_frame(f).to_ndarray(format="rgb24") for f in luma])
+        ref = colorize_frames(runner, rgb_in, size=SIZE).astype(int)
+        name = {"bt601": "ITU601", "bt709": "ITU709"}[matrix]
+        got = np.stack([to_av(o, layout).to_ndarray(format="rgb24", src_colorspace=name) for o in out.numpy()])
+        d = np.abs(got.astype(int) - ref)
+        assert d.mean() < 1.5 and np.percentile(d, 99) <= 6, (matrix, d.mean(), d.max())
+
+
+def test_full_range_input_and_color_tags(tmp_path, runner):
+    """A yuvj420p (full-range) film: luma 0..255 maps to tv-range 16..235 out, tagged."""
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    W, H = 64, 48
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = W, H, "yuvj420p"
+        v.options = {"bf": "0", "qp": "0"}
+        yy, xx = np.mgrid[0:H, 0:W]
+        for i in range(6):
+            y = ((xx * 4 + i) % 256).astype(np.uint8)
+            f = av.VideoFrame.from_ndarray(np.concatenate([y, np.full((H // 2, W), 128, np.uint8)]), format="yuvj420p")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    ref = run(src, tmp_path / "ceil.mp4", runner, colorize_batch=PASSTHROUGH, quality=0)
+    assert ref.frames == 6
+    rep = run(src, dst, runner, quality=0, stabilize=False)
+    assert rep.frames == 6
+    for path, tol in ((tmp_path / "ceil.mp4", 1.0), (dst, 4.0)):   # colour moves Y' a little
+        with av.open(str(path)) as c:
+            cc = c.streams.video[0].codec_context
+            assert (int(cc.color_range), int(cc.colorspace), cc.pix_fmt) == (1, 6, "yuv420p")   # tv, BT.601 (SD)
+            f = next(c.decode(video=0))
+            y_out = f.to_ndarray()[:H]
+        assert 14 <= y_out.min() and y_out.max() <= 237
+        gray_out = luma_to_gray_lut(False)[y_out].astype(int)
+        assert np.abs(gray_out - (xx * 4) % 256).mean() < tol               # same lightness, full range
+
+
+def test_preset_option():
+    assert output_spec(Path("a.mp4"), preset="veryfast").options["preset"] == "veryfast"
+    assert output_spec(Path("a.mp4")).options["preset"] == "medium"
+    with pytest.raises(TintError, match="unknown --preset"):
+        output_spec(Path("a.mp4"), preset="warp9")
+    with pytest.raises(TintError, match="no meaning for mpeg4"):
+        output_spec(Path("a.mp4"), codec="mpeg4", preset="fast")
+
+
+def test_passthrough_keeps_luma_and_sizes(tmp_path, runner):
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_film(src, frames=10, audio=None)
+    rep = run(src, dst, runner, colorize_batch=PASSTHROUGH, batch=3, quality=0)
+    assert rep.frames == 10
+    with av.open(str(src)) as a, av.open(str(dst)) as b:
+        for fa, fb in zip(a.decode(video=0), b.decode(video=0)):
+            np.testing.assert_array_equal(fa.to_ndarray()[:48], fb.to_ndarray()[:48])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_device_path_matches_cpu(tiny_weights):
+    """The CUDA path (streams, pinned buffers, events, Triton join, fp16 engine) gives the
+    CPU path's planes within fp16 rounding."""
+    H, W = 64, 96
+    yy, xx = np.mgrid[0:H, 0:W]
+    luma = (16 + (xx * 2 + yy * 3) % 220).astype(np.uint8)[None].repeat(3, 0)
+    layout = FrameLayout(W, H, "yuv420p", "bt601", False)
+    outs = []
+    for dev in ("cpu", "cuda"):
+        step = FrameColorizer(tint.load(tiny_weights, device=dev), layout, size=SIZE, stabilize=False)
+        y = torch.from_numpy(luma).pin_memory() if dev == "cuda" else torch.from_numpy(luma)
+        out = torch.zeros(3, layout.frame_bytes, dtype=torch.uint8, pin_memory=dev == "cuda")
+        done, read = step.submit(y, out)
+        if done is not None:
+            done.synchronize()
+        outs.append(out.numpy().astype(int))
+    d = np.abs(outs[0] - outs[1])
+    assert d.mean() < 1.0 and d.max() <= 8, (d.mean(), d.max())

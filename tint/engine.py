@@ -41,6 +41,13 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MAX_BATCH = 64          # largest graph; bigger batches run in chunks
 MAX_GRAPHS = 16         # per engine; the least recently used is dropped past this
 
+# Engine options that ``scripts/engine_sweep.py`` compares on the GPU in one process; the
+# winner of the 512x512 sweep is what stands here.  Every one is also an Engine argument.
+#   fuse_conv_relu   None: cuDNN's conv+bias+ReLU when the start-up check passes; False: conv, then ReLU
+#   cudnn_benchmark  autotune cuDNN's algorithms during the graph warm-up (off: heuristics)
+#   gpu_layout       channels_last + channels padded to 8 (False: NCHW, unpadded; for comparison)
+DEFAULTS = {"fuse_conv_relu": None, "cudnn_benchmark": True, "gpu_layout": None}
+
 
 # --------------------------------------------------------------------------- folding
 def bn_affine(bn: torch.nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,7 +256,7 @@ class _Graph:
         self.graph, self.inp, self.out = graph, inp, out
 
 
-def capture(fn, *static_inputs, pool=None, warmup: int = 3):
+def capture(fn, *static_inputs, pool=None, warmup: int = 3, benchmark: bool = True):
     """Warm ``fn(*static_inputs)`` up on a side stream, then capture it; returns (graph, output).
 
     cuDNN's autotuner runs during the warm-up (benchmark mode only here, restored after), so
@@ -257,7 +264,7 @@ def capture(fn, *static_inputs, pool=None, warmup: int = 3):
     """
     dev = static_inputs[0].device
     old = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = benchmark
     try:
         s = torch.cuda.Stream(dev)
         s.wait_stream(torch.cuda.current_stream(dev))
@@ -278,11 +285,13 @@ class Engine:
     (batch bucket, h, w); eager when graphs are off (CPU)."""
 
     def __init__(self, model: Colorizer, precision: str = "fp16", graphs: bool | None = None,
-                 max_batch: int = MAX_BATCH, fuse_conv_relu: bool | None = None):
+                 max_batch: int = MAX_BATCH, fuse_conv_relu: bool | None = DEFAULTS["fuse_conv_relu"],
+                 cudnn_benchmark: bool = DEFAULTS["cudnn_benchmark"], gpu_layout: bool | None = DEFAULTS["gpu_layout"]):
         if precision not in DTYPES:
             raise ValueError(f"precision must be one of {', '.join(DTYPES)}, got {precision!r}")
         self.precision = precision
-        self.net = FastColorizer(model, DTYPES[precision], fuse_conv_relu)
+        self.cudnn_benchmark = bool(cudnn_benchmark)
+        self.net = FastColorizer(model, DTYPES[precision], fuse_conv_relu, gpu_layout)
         self.device = self.net.device
         self.multiple = self.net.multiple
         self.config = self.net.config
@@ -294,7 +303,8 @@ class Engine:
 
     def describe(self) -> dict:
         return {"precision": self.precision, "graphs": self.graphs,
-                "fused_conv_relu": self.net.fuse_conv_relu,
+                "fused_conv_relu": self.net.fuse_conv_relu, "cudnn_benchmark": self.cudnn_benchmark,
+                "channels_last": self.net.memory_format == torch.channels_last,
                 "triton": K.triton_enabled(torch.empty(0, device=self.device)),
                 "graphs_cached": [list(k) for k in self._cache]}
 
@@ -308,13 +318,13 @@ class Engine:
             self._pool = torch.cuda.graph_pool_handle()
         inp = torch.full((Bb, 1, h, w), 50.0, device=self.device)
         try:
-            g, out = capture(self.net, inp, pool=self._pool)
+            g, out = capture(self.net, inp, pool=self._pool, benchmark=self.cudnn_benchmark)
         except RuntimeError:
             if not self.net.fuse_conv_relu:
                 raise
             # cuDNN's fused conv+ReLU passed the start-up check but not capture: drop it.
             self.net.fuse_conv_relu = False
-            g, out = capture(self.net, inp, pool=self._pool)
+            g, out = capture(self.net, inp, pool=self._pool, benchmark=self.cudnn_benchmark)
         e = self._cache[key] = _Graph(g, inp, out)
         while len(self._cache) > MAX_GRAPHS:
             self._cache.popitem(last=False)
@@ -363,7 +373,8 @@ class _Slot:
             self.dev_in.copy_(torch.randint(0, 256, self.dev_in.shape, dtype=torch.uint8, device=dev))
             if pipe.graphs:
                 with torch.cuda.stream(pipe.compute):
-                    self.graph, _ = capture(pipe._device_step, self.dev_in, self.dev_out, pool=pipe._pool)
+                    self.graph, _ = capture(pipe._device_step, self.dev_in, self.dev_out, pool=pipe._pool,
+                                            benchmark=pipe.engine.cudnn_benchmark)
                 pipe.compute.synchronize()
 
     def replay(self, pipe):

@@ -23,6 +23,8 @@ Confidence terms follow the occlusion test of Sundaram et al. 2010 / Ruder et al
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,12 +48,22 @@ def histogram_distance(a: np.ndarray, b: np.ndarray, bins: int = HIST_BINS) -> f
     return 0.5 * float(np.abs(ha / max(ha.sum(), 1) - hb / max(hb.sum(), 1)).sum())
 
 
+_GRIDS: dict = {}
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (x, y) of an h x w image, cached: made once per shape, not per frame."""
+    g = _GRIDS.get((h, w))
+    if g is None:
+        g = _GRIDS[(h, w)] = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return g
+
+
 def remap(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """Backward warp on the host: out(x) = img(x + flow(x)), bilinear, edges replicated.
     img (h, w[, C]) float32, flow (h, w, 2) float32 in pixels (dx, dy)."""
     import cv2
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx, gy = _grid(*flow.shape[:2])
     return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)
 
@@ -78,15 +90,16 @@ def flow_confidence(back: np.ndarray, fwd: np.ndarray, cur: np.ndarray, prev: np
     where the flow points outside the previous frame."""
     h, w = back.shape[:2]
     fwd_at = remap(fwd, back)                                   # w_hat(x + w(x))
-    fb = ((back + fwd_at) ** 2).sum(-1)
-    mag = (back ** 2).sum(-1) + (fwd_at ** 2).sum(-1)
-    conf = np.exp(-fb / (0.01 * mag + 0.5))
-    err = np.abs(cur.astype(np.float32) - remap(prev.astype(np.float32), back))
-    conf *= np.exp(-(err / sigma_l) ** 2)
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    tx, ty = gx + back[..., 0], gy + back[..., 1]
+    bx, by, fx, fy = back[..., 0], back[..., 1], fwd_at[..., 0], fwd_at[..., 1]
+    # per-component sums: numpy's .sum(-1) over a length-2 axis is several times slower
+    fb = (bx + fx) ** 2 + (by + fy) ** 2
+    mag = bx * bx + by * by + fx * fx + fy * fy
+    err = (cur.astype(np.float32) - remap(prev.astype(np.float32), back)) * np.float32(1.0 / sigma_l)
+    conf = np.exp(-fb / (np.float32(0.01) * mag + np.float32(0.5)) - err * err)
+    gx, gy = _grid(h, w)
+    tx, ty = gx + bx, gy + by
     conf *= (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
-    return conf.astype(np.float32)
+    return conf.astype(np.float32, copy=False)
 
 
 @dataclass
@@ -99,31 +112,72 @@ class Motion:
 class MotionEstimator:
     """Sequential host-side motion between consecutive working-size lightness frames."""
 
-    def __init__(self, cut_threshold: float = 0.35, preset: str = "fast", sigma_l: float = 12.0):
+    def __init__(self, cut_threshold: float = 0.35, preset: str = "fast", sigma_l: float = 12.0,
+                 workers: int = 1):
         import cv2
         self.cut_threshold = cut_threshold
         self.sigma_l = sigma_l
         presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
-        self._dis = cv2.DISOpticalFlow_create(presets[preset])
+        self._preset = presets[preset]
+        self._local = threading.local()                 # a DIS object is not thread-safe: one per thread
+        self.workers = max(1, int(workers))
+        self._pool: ThreadPoolExecutor | None = None
         self.prev: np.ndarray | None = None
         self.cuts = 0
 
     def reset(self) -> None:
         self.prev = None
 
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _dis(self):
+        dis = getattr(self._local, "dis", None)
+        if dis is None:
+            import cv2
+            dis = self._local.dis = cv2.DISOpticalFlow_create(self._preset)
+        return dis
+
+    def _pair(self, prev: np.ndarray, cur: np.ndarray) -> Motion:
+        dis = self._dis()
+        back = dis.calc(cur, prev, None)                # cur(x) ~ prev(x + back(x))
+        fwd = dis.calc(prev, cur, None)
+        return Motion(back, flow_confidence(back, fwd, cur, prev, self.sigma_l))
+
     def __call__(self, cur: np.ndarray) -> Motion:
         """cur: uint8 lightness (h, w) of the next frame."""
-        prev, self.prev = self.prev, cur
-        if prev is None or prev.shape != cur.shape:
-            return Motion(None, None)
-        if histogram_distance(prev, cur) > self.cut_threshold:
-            self.cuts += 1
-            return Motion(None, None)
-        back = self._dis.calc(cur, prev, None)          # cur(x) ~ prev(x + back(x))
-        fwd = self._dis.calc(prev, cur, None)
-        return Motion(back, flow_confidence(back, fwd, cur, prev, self.sigma_l))
+        return self.many([cur])[0]
+
+    def many(self, frames: list) -> list[Motion]:
+        """Motions of consecutive frames (uint8 lightness (h, w) each), in order.
+
+        Each motion needs only its frame and the one before, so the pairs run on
+        ``workers`` threads (OpenCV and numpy release the GIL); the cut test and the
+        remembered last frame stay sequential."""
+        out: list = [None] * len(frames)
+        todo = []
+        for i, cur in enumerate(frames):
+            prev, self.prev = self.prev, cur
+            if prev is None or prev.shape != cur.shape:
+                out[i] = Motion(None, None)
+            elif histogram_distance(prev, cur) > self.cut_threshold:
+                self.cuts += 1
+                out[i] = Motion(None, None)
+            else:
+                todo.append((i, prev, cur))
+        if self.workers > 1 and len(todo) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tint-flow")
+            for (i, _, _), m in zip(todo, self._pool.map(lambda t: self._pair(t[1], t[2]), todo)):
+                out[i] = m
+        else:
+            for i, prev, cur in todo:
+                out[i] = self._pair(prev, cur)
+        return out
 
 
 class ChromaStabilizer:
@@ -136,11 +190,12 @@ class ChromaStabilizer:
     last 6-7 frames' colour where the flow is trusted.
     """
 
-    def __init__(self, strength: float = 0.85, cut_threshold: float = 0.35, preset: str = "fast"):
+    def __init__(self, strength: float = 0.85, cut_threshold: float = 0.35, preset: str = "fast",
+                 workers: int = 1):
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be in [0, 1), got {strength}")
         self.strength = strength
-        self.motion = MotionEstimator(cut_threshold, preset)
+        self.motion = MotionEstimator(cut_threshold, preset, workers=workers)
         self.prev_ab: torch.Tensor | None = None       # (1, 2, h, w) last output
 
     def reset(self) -> None:
@@ -154,7 +209,14 @@ class ChromaStabilizer:
     def estimate(self, L) -> list[Motion]:
         """Host part, in frame order: L (B, 1, h, w) in [0, 100] -> B motions."""
         L = L.detach().float().cpu().numpy() if isinstance(L, torch.Tensor) else np.asarray(L)
-        return [self.motion(lightness_u8(L[i, 0])) for i in range(L.shape[0])]
+        return self.motion.many([lightness_u8(L[i, 0]) for i in range(L.shape[0])])
+
+    def estimate_u8(self, frames: list) -> list[Motion]:
+        """``estimate`` for lightness already as uint8 (h, w) frames (``lightness_u8`` units)."""
+        return self.motion.many(frames)
+
+    def close(self) -> None:
+        self.motion.close()
 
     @torch.no_grad()
     def apply(self, ab: torch.Tensor, motions: list[Motion]) -> torch.Tensor:

@@ -1,18 +1,26 @@
 """``tint video``: colorize a film; frame count, timestamps, audio and subtitles kept.
 
-    decode thread ──(bounded queue of frames)──> colorize (batches, on the device)
-                  ──(bounded queue)──> encode thread ──> closed segments in a work dir
+    decode thread: luma (Y plane) of each frame -> pinned batch buffers
+      -> [flow thread: working-size lightness, optical flow for the stabilizer (host)]
+      -> device thread: async H2D, LUT -> L, network, stabilizer blend, join, -> yuv420p
+         planes, async D2H into pinned buffers (one CUDA stream, no host sync)
+      -> encode thread: planes straight into the encoder -> closed segments in a work dir
     at the end: segments + the input's audio/subtitle packets, remuxed (no re-encode) ──> OUT
 
-Frames stay in memory from decoder to encoder.  Every output frame carries its input
-frame's pts in the input's time base, so variable frame rate survives.  The video is
-encoded in segments of about ``segment_seconds``, each one a complete file that starts
-with a keyframe and is renamed into place only once finished; a killed job restarted with
-``--resume`` keeps the finished segments and seeks to the first unfinished frame.
+No swscale anywhere on the common path: a gray film's luma *is* its lightness (one
+256-entry table, range-aware), and the output leaves the device as limited-range Y'CbCr
+(BT.709 for HD/4K, BT.601 for SD) with the stream tagged to match.  Frames stay in memory
+from decoder to encoder; host buffers circulate through free lists, which bound memory.
+Every output frame carries its input frame's pts in the input's time base, so variable
+frame rate survives.  The video is encoded in segments of about ``segment_seconds``, each
+one a complete file that starts with a keyframe and is renamed into place only once
+finished; a killed job restarted with ``--resume`` keeps the finished segments and seeks
+to the first unfinished frame.
 
-The colorize step is one function, ``colorize_batch(frames uint8 (B, H, W, 3)) -> uint8
-(B, H, W, 3)``: by default ``colorize_frames`` (the same building blocks as
-``Runner.colorize_tensor`` plus the temporal stabilizer), swappable for a faster engine.
+The colorize step is swappable (``colorize_batch``): ``FrameColorizer`` (default),
+``PASSTHROUGH`` (the bench's ceiling: same path, no network) or a plain function
+``f(luma uint8 (B, H, W), layout) -> packed planes uint8 (B, layout.frame_bytes)``.
+``colorize_frames`` (RGB in, RGB out) remains the reference and the camera's path.
 
 Folders shard across processes: ``torchrun --nproc_per_node=N -m tint.video IN_DIR -o OUT_DIR``
 gives film i to rank i mod N on cuda:LOCAL_RANK.
@@ -33,6 +41,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import TintError
 from .weights import atomic_write
@@ -69,6 +78,9 @@ ENCODERS = {
     "mpeg4": ("qscale", 3, {}),
     "ffv1": (None, None, {}),
 }
+# encoders that take x264-style speed presets (``--preset``)
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow", "placebo")
 
 
 def import_av():
@@ -88,6 +100,118 @@ def _av_reason(e: BaseException) -> str:
     """FFmpeg errors carry the path and errno in their str(); keep the reason only."""
     s = getattr(e, "strerror", None) or str(e)
     return s.splitlines()[0] if s else type(e).__name__
+
+
+# ----------------------------------------------------------------------------- pixel formats
+# 8-bit formats whose first plane is the full-size luma: the decoder's Y is taken as is.
+Y_PLANE_FORMATS = frozenset({
+    "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p",
+    "yuv411p", "yuvj411p", "yuv410p", "yuva420p", "yuva422p", "yuva444p", "nv12", "nv21", "nv16",
+    "gray"})
+# Kr, Kb of the Y'CbCr matrices (ITU-R BT.709 / BT.601)
+YUV_MATRICES = {"bt709": (0.2126, 0.0722), "bt601": (0.299, 0.114)}
+# FFmpeg's AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic codes for each:
+# BT.709 = 1, 1, 1; BT.601 (525-line, SMPTE 170M) = 6, 6, 6.  Range: 1 = MPEG ("tv", limited).
+COLOR_TAGS = {"bt709": (1, 1, 1), "bt601": (6, 6, 6)}
+RANGE_MPEG, RANGE_JPEG = 1, 2
+
+
+def full_range_luma(pix_fmt: str | None, color_range) -> bool:
+    """True when 8-bit luma spans 0..255 (JPEG / "pc" range), False for 16..235 (MPEG / "tv").
+    Unspecified range means tv, as FFmpeg assumes, except for the yuvj* and gray formats."""
+    r = int(color_range or 0)
+    if r in (RANGE_MPEG, RANGE_JPEG):
+        return r == RANGE_JPEG
+    return bool(pix_fmt) and (pix_fmt.startswith("yuvj") or pix_fmt == "gray")
+
+
+def luma_to_gray_lut(full_range: bool) -> np.ndarray:
+    """(256,) uint8: luma code -> full-range gray, as swscale converts it (tv range:
+    round((Y - 16) * 255 / 219), clipped; the tests check all 256 codes against swscale)."""
+    v = np.arange(256, dtype=np.float64)
+    if full_range:
+        return v.astype(np.uint8)
+    return np.clip(np.floor((v - 16.0) * 255.0 / 219.0 + 0.5), 0, 255).astype(np.uint8)
+
+
+def gray_to_luma_lut(full_range: bool) -> np.ndarray:
+    """(256,) uint8: full-range gray -> luma code of the given range (the inverse mapping)."""
+    v = np.arange(256, dtype=np.float64)
+    return v.astype(np.uint8) if full_range else np.floor(16.0 + v * 219.0 / 255.0 + 0.5).astype(np.uint8)
+
+
+def lightness_lut(full_range: bool, device="cpu") -> torch.Tensor:
+    """(256,) float32: luma code -> L in [0, 100], by the very ops ``Runner.colorize_tensor``
+    runs on a gray uint8 pixel, so a gray film's L is the rgb24 path's (where swscale
+    rounds the same way)."""
+    from .color import gray_to_lightness
+    g = torch.from_numpy(luma_to_gray_lut(full_range)).float().view(1, 1, 256) / 255.0
+    return gray_to_lightness(g).view(256).to(device).contiguous()
+
+
+def output_matrix(width: int, height: int) -> str:
+    """BT.709 for HD and larger, BT.601 for SD: what players assume for untagged video,
+    so the tags we write agree with the guess of players that ignore them."""
+    return "bt709" if height >= 720 or width >= 1280 else "bt601"
+
+
+def rgb_to_yuv(rgb: torch.Tensor, matrix: str = "bt709", subsample: bool = True) -> torch.Tensor:
+    """uint8 sRGB (B, H, W, 3), any device -> limited-range Y'CbCr planes, packed per frame:
+    (B, H*W + 2 * (H/2)*(W/2)) for yuv420p (``subsample``, H and W even), else (B, 3*H*W)
+    for yuv444p; each plane row-major, Y then Cb then Cr.
+
+        Y  = 16 + 219 E_y,   E_y = Kr R + Kg G + Kb B              (R, G, B in [0, 1])
+        Cb = 128 + 224 (B - E_y) / (2 (1 - Kb)),   Cr = 128 + 224 (R - E_y) / (2 (1 - Kr))
+
+    4:2:0 chroma is that of the 2x2 mean of RGB (the same as the mean of the chroma: it is
+    linear).  Reference: swscale (``VideoFrame.reformat``), compared in tests/test_video.py.
+    """
+    if rgb.dim() != 4 or rgb.shape[-1] != 3 or rgb.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 (B, H, W, 3), got {rgb.dtype} {tuple(rgb.shape)}")
+    kr, kb = YUV_MATRICES[matrix]
+    kg = 1.0 - kr - kb
+    B, H, W, _ = rgb.shape
+    x = rgb.permute(0, 3, 1, 2).float()                                  # (B, 3, H, W) in [0, 255]
+
+    def luma(t):
+        return kr * t[:, 0] + kg * t[:, 1] + kb * t[:, 2]
+    y = luma(x) * (219.0 / 255.0) + 16.0
+    if subsample:
+        if H % 2 or W % 2:
+            raise ValueError(f"4:2:0 needs even sides, got {W}x{H}")
+        x = F.avg_pool2d(x, 2)
+    ey = luma(x)
+    cb = (x[:, 2] - ey) * (224.0 / 255.0 / (2.0 * (1.0 - kb))) + 128.0
+    cr = (x[:, 0] - ey) * (224.0 / 255.0 / (2.0 * (1.0 - kr))) + 128.0
+    return torch.cat([p.round_().clamp_(0, 255).to(torch.uint8).reshape(B, -1) for p in (y, cb, cr)], 1)
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """What flows through the pipeline for one film: luma in, packed Y'CbCr planes out."""
+    width: int
+    height: int
+    pix_fmt: str                     # output: "yuv420p", or "yuv444p" when a side is odd
+    matrix: str                      # output matrix, "bt709" | "bt601"
+    full_range_in: bool              # input luma codes span 0..255 (else 16..235)
+
+    @property
+    def planes(self) -> list[tuple[int, int]]:
+        H, W = self.height, self.width
+        c = (H // 2, W // 2) if self.pix_fmt == "yuv420p" else (H, W)
+        return [(H, W), c, c]
+
+    @property
+    def frame_bytes(self) -> int:
+        return sum(h * w for h, w in self.planes)
+
+    def split(self, packed: np.ndarray) -> list[np.ndarray]:
+        """One frame's packed planes (frame_bytes,) -> [Y, Cb, Cr] 2-D views."""
+        out, o = [], 0
+        for h, w in self.planes:
+            out.append(packed[o:o + h * w].reshape(h, w))
+            o += h * w
+        return out
 
 
 # ----------------------------------------------------------------------------- the colorize step
@@ -117,15 +241,183 @@ def colorize_frames(runner, frames: np.ndarray, *, size: int | None = None, stab
     return (rgb * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def make_colorize_batch(runner, *, size: int | None = None, stabilize: bool = True) -> Callable:
-    """The default ``colorize_batch`` for one film (a fresh stabilizer: call once per film)."""
-    from .stabilize import ChromaStabilizer
-    stabilizer = ChromaStabilizer() if stabilize else None
+class FrameColorizer:
+    """The default colorize step of ``tint video``: luma codes in, Y'CbCr planes out.
 
-    def colorize_batch(frames: np.ndarray) -> np.ndarray:
-        return colorize_frames(runner, frames, size=size, stabilizer=stabilizer)
-    colorize_batch.stabilizer = stabilizer
-    return colorize_batch
+    ``submit(y, out, motions)``: y uint8 (n, H, W) host luma (pinned on CUDA), out uint8
+    (n, layout.frame_bytes) host (pinned on CUDA), motions from ``flow_frames`` +
+    ``stabilizer.estimate_u8`` (or None).  On the device, in order on one stream:
+
+        y -> L = LUT[y] (full res) -> L at the working size -> network -> stabilizer blend
+          -> join with L (``kernels.join_u8``: the pixels of ``Runner.colorize_tensor``)
+          -> ``rgb_to_yuv`` -> async copy into ``out``
+
+    Returns (done, read): CUDA events, ``out`` is valid once ``done`` has completed and ``y``
+    may be refilled once ``read`` has; (None, None) on the CPU, where all of it is
+    synchronous.  No host sync on CUDA, so decode, device and encode overlap.
+    """
+
+    def __init__(self, runner, layout: FrameLayout, *, size: int | None = None, stabilize: bool = True,
+                 flow_workers: int = 1):
+        from .stabilize import ChromaStabilizer, lightness_u8
+        self.runner, self.layout = runner, layout
+        self.device = runner.device
+        self.cuda = self.device.type == "cuda"
+        self.pin_memory = self.cuda
+        self.shape = runner.working_shape(layout.height, layout.width, size)
+        self.lut = lightness_lut(layout.full_range_in, self.device)
+        # luma code -> flow-estimator units (lightness_u8 of L), for the host-side flow
+        self.flow_lut = lightness_u8(lightness_lut(layout.full_range_in).numpy())
+        self.stabilizer = ChromaStabilizer(workers=flow_workers) if stabilize else None
+        self.stream = torch.cuda.Stream(self.device) if self.cuda else None
+
+    def flow_frames(self, y: np.ndarray) -> list[np.ndarray]:
+        """Host: uint8 (n, H, W) luma -> n uint8 working-size lightness frames for the flow.
+        An area average of the luma, not the network's antialiased L: the flow only needs
+        a faithful small picture, and this one costs no device round trip."""
+        import cv2
+        h, w = self.shape
+        return [self.flow_lut[cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA)] for f in y]
+
+    @torch.no_grad()
+    def _device(self, y: torch.Tensor, motions) -> torch.Tensor:
+        from . import kernels as K
+        from .api import resize_lightness
+        L = self.lut[y.int()].unsqueeze(1)                                   # (n, 1, H, W) [0, 100]
+        ab = self.runner.chroma(resize_lightness(L, self.shape))
+        if self.stabilizer is not None and motions is not None:
+            ab = self.stabilizer.apply(ab, motions)
+        rgb = K.join_u8(L, ab.to(L.device))                                  # (n, H, W, 3) uint8
+        return rgb_to_yuv(rgb, self.layout.matrix, self.layout.pix_fmt == "yuv420p")
+
+    @torch.no_grad()
+    def submit(self, y: torch.Tensor, out: torch.Tensor, motions=None):
+        if not self.cuda:
+            out.copy_(self._device(y, motions))
+            return None, None
+        with torch.cuda.stream(self.stream):
+            yd = y.to(self.device, non_blocking=True)
+            read = torch.cuda.Event()
+            read.record(self.stream)
+            out.copy_(self._device(yd, motions), non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self.stream)
+        return done, read
+
+    def close(self) -> None:
+        if self.stabilizer is not None:
+            self.stabilizer.close()
+
+
+class Passthrough:
+    """The ceiling's colorize step: the same pixel path without the network.  Luma is kept
+    (mapped to tv range if the input is full range), chroma is neutral (128)."""
+    stabilizer = None
+    pin_memory = False
+
+    def __init__(self, layout: FrameLayout):
+        self.layout = layout
+        full = layout.full_range_in
+        self.lut = None if not full else gray_to_luma_lut(False)[luma_to_gray_lut(True)]
+
+    def submit(self, y: torch.Tensor, out: torch.Tensor, motions=None):
+        Y = self.layout.height * self.layout.width
+        o, yy = out.numpy(), y.numpy().reshape(y.shape[0], Y)
+        if self.lut is None:
+            o[:, :Y] = yy
+        else:
+            o[:, :Y] = self.lut[yy]
+        o[:, Y:] = 128
+        return None, None
+
+    def close(self) -> None:
+        pass
+
+
+class _CallableStep:
+    """A plain ``f(y uint8 (n, H, W), layout) -> uint8 (n, layout.frame_bytes)`` as a step."""
+    stabilizer = None
+    pin_memory = False
+
+    def __init__(self, fn, layout: FrameLayout):
+        self.fn, self.layout = fn, layout
+
+    def submit(self, y, out, motions=None):
+        r = np.asarray(self.fn(y.numpy(), self.layout))
+        if r.shape != tuple(out.shape) or r.dtype != np.uint8:
+            raise RuntimeError(f"colorize_batch returned {r.dtype} {r.shape}, expected uint8 {tuple(out.shape)}")
+        out.numpy()[...] = r
+        return None, None
+
+    def close(self) -> None:
+        getattr(self.fn, "close", lambda: None)()
+
+
+PASSTHROUGH = "passthrough"
+
+
+def make_step(colorize_batch, layout: FrameLayout, runner=None, *, size=None, stabilize=True):
+    """The colorize step for one film: ``None`` (the model, ``FrameColorizer``),
+    ``PASSTHROUGH`` (no network: the ceiling), an object with ``submit``, or a callable."""
+    if colorize_batch is None:
+        if runner is None:
+            raise TintError("colorize_video needs a runner or a colorize_batch")
+        workers = max(1, min(4, (os.cpu_count() or 1) // 4))
+        return FrameColorizer(runner, layout, size=size, stabilize=stabilize, flow_workers=workers)
+    if isinstance(colorize_batch, str):
+        if colorize_batch != PASSTHROUGH:
+            raise ValueError(f"unknown colorize_batch {colorize_batch!r}")
+        return Passthrough(layout)
+    if hasattr(colorize_batch, "submit"):
+        return colorize_batch
+    return _CallableStep(colorize_batch, layout)
+
+
+IN_BUFFERS, OUT_BUFFERS = 5, 4    # batches of luma / of planes in flight (>= 2 per stage boundary)
+_POOLS: dict = {}                   # (shape, pinned) -> idle buffers, most recent last
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool_tensor(shape, pinned: bool) -> torch.Tensor:
+    return torch.zeros(shape, dtype=torch.uint8, pin_memory=pinned)
+
+
+def acquire_buffers(shape, count: int, pinned: bool) -> list[torch.Tensor]:
+    """``count`` host buffers of one shape, reused across films: pinning hundreds of MB
+    costs tens of ms, which would be paid again by every film of a folder."""
+    key = (tuple(shape), bool(pinned))
+    with _POOLS_LOCK:
+        have = _POOLS.pop(key, [])
+    while len(have) < count:
+        have.append(_pool_tensor(shape, pinned))
+    return have[:count]
+
+
+def release_buffers(buffers: list[torch.Tensor], pinned: bool) -> None:
+    if not buffers:
+        return
+    key = (tuple(buffers[0].shape), bool(pinned))
+    with _POOLS_LOCK:
+        _POOLS[key] = buffers
+        while len(_POOLS) > 4:                          # idle memory stays bounded
+            _POOLS.pop(next(iter(_POOLS)))
+
+
+def warm_up(runner, layout: FrameLayout, batch: int, size: int | None = None) -> None:
+    """Run the device path once per batch size a film will use (full batches and a short
+    last one), so CUDA graphs, cuDNN plans and the pinned buffers exist before a clock
+    starts (the bench calls this)."""
+    step = FrameColorizer(runner, layout, size=size, stabilize=False)
+    ins = acquire_buffers((batch, layout.height, layout.width), IN_BUFFERS, step.pin_memory)
+    outs = acquire_buffers((batch, layout.frame_bytes), OUT_BUFFERS, step.pin_memory)
+    try:
+        for n in sorted({batch, *(1 << k for k in range(batch.bit_length()) if 1 << k < batch)}):
+            done, _ = step.submit(ins[0][:n], outs[0][:n])
+            if done is not None:
+                done.synchronize()
+    finally:
+        release_buffers(ins, step.pin_memory)
+        release_buffers(outs, step.pin_memory)
 
 
 # ----------------------------------------------------------------------------- input
@@ -139,9 +431,18 @@ class VideoInput:
     frames: int                      # estimate for the progress bar (0: unknown)
     width: int
     height: int
+    full_range: bool = False         # luma codes span 0..255 (else 16..235)
 
     def close(self):
         self.container.close()
+
+    def layout(self, codec: str) -> FrameLayout:
+        """The pipeline's frame layout for this film and the output encoder."""
+        even = self.width % 2 == 0 and self.height % 2 == 0
+        if not even and codec == "mpeg4":
+            raise TintError(f"{self.width}x{self.height} has an odd side; mpeg4 needs even sizes (use --codec libx264)")
+        return FrameLayout(self.width, self.height, "yuv420p" if even else "yuv444p",
+                           output_matrix(self.width, self.height), self.full_range)
 
 
 def open_input(path) -> VideoInput:
@@ -177,7 +478,8 @@ def open_input(path) -> VideoInput:
             frames = int(round(float(vs.duration * tb * rate)))
         elif not frames and container.duration:
             frames = int(round(container.duration / 1e6 * float(rate)))
-        return VideoInput(path, container, vs, Fraction(tb), Fraction(rate), frames, vs.width, vs.height)
+        full = full_range_luma(getattr(cc, "pix_fmt", None), getattr(cc, "color_range", 0))
+        return VideoInput(path, container, vs, Fraction(tb), Fraction(rate), frames, vs.width, vs.height, full)
     except BaseException:
         container.close()
         raise
@@ -193,12 +495,41 @@ def _has_decoder(av, name: str) -> bool:
 
 @dataclass
 class Frame:
-    rgb: np.ndarray                  # (H, W, 3) uint8
+    y: np.ndarray                    # (H, W) uint8 luma codes, in VideoInput.full_range's range
     pts: int                         # in VideoInput.time_base
 
 
+def luma_into(frame, dst: np.ndarray, full_range: bool) -> None:
+    """Copy a decoded frame's luma into ``dst`` (H, W) uint8, as codes of ``full_range``.
+
+    The usual case (8-bit planar YUV of the film's size and range) is one copy of the Y
+    plane, row stride honoured: no swscale, no colour conversion.  Anything else (10-bit,
+    RGB, palette, another size or range mid-stream) goes through swscale to full-range
+    gray and, for a tv-range film, back to tv codes."""
+    H, W = dst.shape
+    fmt = frame.format.name
+    if (fmt in Y_PLANE_FORMATS and frame.width == W and frame.height == H
+            and full_range_luma(fmt, frame.color_range) == full_range):
+        p = frame.planes[0]
+        src = np.frombuffer(p, np.uint8, count=p.line_size * H).reshape(H, p.line_size)
+        np.copyto(dst, src[:, :W])
+        return
+    if frame.width != W or frame.height != H:
+        frame = frame.reformat(width=W, height=H)
+    g = frame.to_ndarray(format="gray")
+    np.copyto(dst, g if full_range else gray_to_luma_lut(False)[g])
+
+
 def decode_frames(inp: VideoInput, after_pts: int | None = None, warn=_log):
-    """Yield ``Frame``s in presentation order, those after ``after_pts`` only (resume).
+    """Yield ``Frame``s (luma and pts) in presentation order, after ``after_pts`` only."""
+    for frame, pts in decoded(inp, after_pts, warn):
+        y = np.empty((inp.height, inp.width), np.uint8)
+        luma_into(frame, y, inp.full_range)
+        yield Frame(y, pts)
+
+
+def decoded(inp: VideoInput, after_pts: int | None = None, warn=_log):
+    """Yield (av frame, pts) in presentation order, those after ``after_pts`` only (resume).
 
     Missing pts are filled in from the frame rate; frames whose pts does not increase are
     dropped (a muxer would reject them).  A read or decode error ends the stream with a
@@ -227,7 +558,7 @@ def decode_frames(inp: VideoInput, after_pts: int | None = None, warn=_log):
             dropped += 1
             continue
         last = pts
-        yield Frame(frame.to_ndarray(format="rgb24"), pts)
+        yield frame, pts
     if dropped:
         warn(f"{inp.path.name}: dropped {dropped} frame(s) whose timestamp did not increase")
 
@@ -264,7 +595,8 @@ class OutputSpec:
         return {"format": self.format, "codec": self.codec, "options": self.options}
 
 
-def output_spec(out: Path, codec: str | None = None, quality: int | None = None) -> OutputSpec:
+def output_spec(out: Path, codec: str | None = None, quality: int | None = None,
+                preset: str | None = None) -> OutputSpec:
     av = import_av()
     suffix = out.suffix.lower()
     if suffix not in CONTAINERS:
@@ -286,6 +618,12 @@ def output_spec(out: Path, codec: str | None = None, quality: int | None = None)
         if q < 0:
             raise TintError(f"--quality must be >= 0, got {q}")
         options[key] = str(q)
+    if preset is not None:
+        if "preset" not in options:
+            raise TintError(f"--preset has no meaning for {codec} (it is for libx264 / libx265)")
+        if preset not in X264_PRESETS:
+            raise TintError(f"unknown --preset {preset!r}; use one of {', '.join(X264_PRESETS)}")
+        options["preset"] = preset
     return OutputSpec(fmt, codec, options, audio)
 
 
@@ -310,38 +648,49 @@ def _encoder_time_base(codec: str, tb: Fraction, rate: Fraction) -> Fraction:
 
 
 class _VideoEncoder:
-    """One output file of video only: frames with pts in ``tb`` in, packets muxed."""
+    """One output file of video only: packed Y'CbCr frames with pts in ``tb`` in, packets
+    muxed.  The planes go to the encoder as they are (no swscale); the stream is tagged
+    with the range and matrix they were made with."""
 
-    def __init__(self, path, spec: OutputSpec, inp: VideoInput):
+    def __init__(self, path, spec: OutputSpec, inp: VideoInput, layout: FrameLayout):
         av = import_av()
         self.container = av.open(str(path), "w", format=spec.format,
                                  options=_muxer_options(spec.format, inp.time_base))
         self.tb = inp.time_base
         self.enc_tb = _encoder_time_base(spec.codec, inp.time_base, inp.rate)
+        self.layout = layout
         s = self.container.add_stream(spec.codec, rate=inp.rate)
-        s.width, s.height = inp.width, inp.height
-        even = inp.width % 2 == 0 and inp.height % 2 == 0
-        s.pix_fmt = "yuv420p" if even or spec.codec == "mpeg4" else "yuv444p"
-        if not even and spec.codec == "mpeg4":
-            raise TintError(f"{inp.width}x{inp.height} has an odd side; mpeg4 needs even sizes (use --codec libx264)")
+        s.width, s.height = layout.width, layout.height
+        s.pix_fmt = layout.pix_fmt
         s.time_base = self.enc_tb
-        s.codec_context.time_base = self.enc_tb
+        cc = s.codec_context
+        cc.time_base = self.enc_tb
+        self.tags = COLOR_TAGS[layout.matrix]
+        cc.color_range = RANGE_MPEG
+        cc.colorspace, cc.color_primaries, cc.color_trc = self.tags
         sar = inp.stream.sample_aspect_ratio
         if sar:
-            s.codec_context.sample_aspect_ratio = sar
+            cc.sample_aspect_ratio = sar
         opts = dict(spec.options)
         if "qscale" in opts:                          # mpeg4: fixed quantizer, like ffmpeg -q:v
             q = int(opts.pop("qscale"))
-            s.codec_context.qscale = True
-            s.codec_context.global_quality = q * 118  # FF_QP2LAMBDA
+            cc.qscale = True
+            cc.global_quality = q * 118  # FF_QP2LAMBDA
         s.options = opts
-        s.thread_type = "AUTO"
+        s.thread_type = "AUTO"                        # frame + slice threads, one per core
         self.stream = s
         self._av = av
         self.last_pts = None
 
-    def encode(self, rgb: np.ndarray, pts: int):
-        frame = self._av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    def encode(self, packed: np.ndarray, pts: int):
+        L = self.layout
+        frame = self._av.VideoFrame(L.width, L.height, L.pix_fmt)
+        for plane, src in zip(frame.planes, L.split(packed)):
+            h, w = src.shape
+            dst = np.frombuffer(plane, np.uint8, count=plane.line_size * h).reshape(h, plane.line_size)
+            np.copyto(dst[:, :w], src)
+        frame.color_range = RANGE_MPEG
+        frame.colorspace, frame.color_primaries, frame.color_trc = self.tags
         if self.enc_tb != self.tb:
             pts = int(round(pts * self.tb / self.enc_tb))
             if self.last_pts is not None and pts <= self.last_pts:
@@ -423,23 +772,24 @@ class SegmentWriter:
     """Cuts the colorized stream into closed files of about ``seconds`` each."""
 
     def __init__(self, work: WorkDir, spec: OutputSpec, inp: VideoInput, seconds: float,
-                 on_segment: Callable[[int], None] | None = None):
+                 on_segment: Callable[[int], None] | None = None, layout: FrameLayout | None = None):
         self.work, self.spec, self.inp = work, spec, inp
+        self.layout = layout or inp.layout(spec.codec)
         self.ticks = max(1, int(seconds / inp.time_base))
         self.index = len(work.state["segments"])
         self.ext = "." + {"matroska": "mkv"}.get(spec.format, spec.format)
         self.enc: _VideoEncoder | None = None
         self.on_segment = on_segment
 
-    def write(self, rgb: np.ndarray, pts: int) -> None:
+    def write(self, packed: np.ndarray, pts: int) -> None:
         if self.enc is not None and pts - self.first >= self.ticks:
             self.close_segment()
         if self.enc is None:
             self.name = f"seg_{self.index:05d}{self.ext}"
             self.tmp = self.work.path / (self.name + ".part")
-            self.enc = _VideoEncoder(self.tmp, self.spec, self.inp)
+            self.enc = _VideoEncoder(self.tmp, self.spec, self.inp, self.layout)
             self.first, self.count = pts, 0
-        self.enc.encode(rgb, pts)
+        self.enc.encode(packed, pts)
         self.last, self.count = pts, self.count + 1
 
     def close_segment(self) -> None:
@@ -726,24 +1076,27 @@ class VideoReport:
     streams: dict = field(default_factory=dict)
 
 
-def colorize_video(src, dst, *, runner=None, colorize_batch: Callable | None = None,
+def colorize_video(src, dst, *, runner=None, colorize_batch=None,
                    size: int | None = None, quality: int | None = None, codec: str | None = None,
-                   batch: int = 8, resume: bool = False, overwrite: bool = False,
+                   preset: str | None = None, batch: int = 8, resume: bool = False, overwrite: bool = False,
                    stabilize: bool = True, segment_seconds: float = SEGMENT_SECONDS,
                    progress: bool = True, on_segment: Callable[[int], None] | None = None,
                    settings_key: dict | None = None) -> VideoReport:
     """Colorize the film ``src`` into ``dst``.  See the module docstring for the flow.
 
-    ``colorize_batch``: uint8 (B, H, W, 3) -> uint8 (B, H, W, 3); default: ``runner`` with
-    the stabilizer.  ``on_segment(n)`` is called after each finished segment (tests use it
-    to interrupt a job).  Returns a ``VideoReport``.
+    ``colorize_batch``: None (``runner``'s model with the stabilizer: ``FrameColorizer``),
+    ``PASSTHROUGH`` (no network: the bench's ceiling), an object with ``submit`` like
+    ``FrameColorizer``, or a plain function ``f(y uint8 (B, H, W), layout) -> uint8
+    (B, layout.frame_bytes)`` (packed Y'CbCr planes, see ``FrameLayout``).
+    ``on_segment(n)`` is called after each finished segment (tests use it to interrupt a
+    job).  Returns a ``VideoReport``.
     """
     src, dst = Path(src), Path(dst)
     if batch < 1:
         raise TintError(f"--batch must be at least 1, got {batch}")
     if segment_seconds <= 0:
         raise TintError(f"segment length must be positive, got {segment_seconds}")
-    spec = output_spec(dst, codec, quality)
+    spec = output_spec(dst, codec, quality, preset)
     if src.exists() and dst.exists() and src.resolve() == dst.resolve():
         raise TintError(f"{dst}: output would overwrite the input")
     work = WorkDir(dst)
@@ -757,7 +1110,9 @@ def colorize_video(src, dst, *, runner=None, colorize_batch: Callable | None = N
 
     inp = open_input(src)
     t0 = time.perf_counter()
+    step = None
     try:
+        layout = inp.layout(spec.codec)
         st = src.stat()
         key = {"input": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                "output": spec.as_dict(), "segment_seconds": segment_seconds,
@@ -773,18 +1128,17 @@ def colorize_video(src, dst, *, runner=None, colorize_batch: Callable | None = N
                             "--overwrite starts over")
         else:
             work.start(key)
-        if colorize_batch is None:
-            if runner is None:
-                raise TintError("colorize_video needs a runner or a colorize_batch")
-            colorize_batch = make_colorize_batch(runner, size=size, stabilize=stabilize)
+        step = make_step(colorize_batch, layout, runner, size=size, stabilize=stabilize)
         done_before = work.frames_done
         n = 0
         if not work.state["complete"]:
-            n = _run_pipeline(inp, work, spec, colorize_batch, batch, segment_seconds, progress, on_segment)
+            n = _run_pipeline(inp, work, spec, step, layout, batch, segment_seconds, progress, on_segment)
             work.state["complete"] = True
             work.save()
     finally:
         inp.close()
+        if step is not None and colorize_batch is None:
+            step.close()
     if not work.state["segments"]:
         work.remove()
         raise TintError(f"{src}: no video frame could be decoded (damaged file?)")
@@ -793,78 +1147,131 @@ def colorize_video(src, dst, *, runner=None, colorize_batch: Callable | None = N
                          seconds=time.perf_counter() - t0, segments=len(work.state["segments"]),
                          streams=streams)
     report.fps = n / report.seconds if report.seconds > 0 else 0.0
-    stab = getattr(colorize_batch, "stabilizer", None)
+    stab = getattr(step, "stabilizer", None)
     report.scene_cuts = stab.cuts if stab is not None else 0
     work.remove()
     return report
 
 
-def _run_pipeline(inp: VideoInput, work: WorkDir, spec: OutputSpec, colorize_batch, batch: int,
-                  segment_seconds: float, progress: bool, on_segment) -> int:
+def _run_pipeline(inp: VideoInput, work: WorkDir, spec: OutputSpec, step, layout: FrameLayout,
+                  batch: int, segment_seconds: float, progress: bool, on_segment) -> int:
+    """decode -> [flow] -> device -> encode, one thread each, handing over whole batches.
+
+    Host buffers circulate through free lists (``IN_BUFFERS`` luma batches,
+    ``OUT_BUFFERS`` plane batches), which bound memory and give back-pressure; a buffer
+    goes back to the decoder only once the device has read it (an event), and back to the
+    device thread once the encoder has copied its frames out.
+    """
     segs = work.state["segments"]
     after = segs[-1]["last_pts"] if segs else None
     pipe = _Pipe()
-    q_in: queue.Queue = queue.Queue(maxsize=2 * batch)
-    q_out: queue.Queue = queue.Queue(maxsize=2)
-    writer = SegmentWriter(work, spec, inp, segment_seconds, on_segment)
-
-    def decode():
-        for f in decode_frames(inp, after_pts=after):
-            if not pipe.put(q_in, f):
-                return
-        pipe.put(q_in, _END)
-
-    def encode():
-        while True:
-            item = pipe.get(q_out)
-            if item is _END:
-                break
-            rgb, pts = item
-            for i, p in enumerate(pts):
-                writer.write(rgb[i], p)
-        if not pipe.stop.is_set():
-            writer.close_segment()
-
+    H, W = layout.height, layout.width
+    pinned = bool(step.pin_memory)
+    ins = acquire_buffers((batch, H, W), IN_BUFFERS, pinned)
+    outs = acquire_buffers((batch, layout.frame_bytes), OUT_BUFFERS, pinned)
+    free_in: queue.Queue = queue.Queue()
+    free_out: queue.Queue = queue.Queue()
+    for b in ins:
+        free_in.put((b, None))
+    for b in outs:
+        free_out.put(b)
+    q_flow: queue.Queue = queue.Queue()      # bounded by the buffers in circulation
+    q_dev: queue.Queue = queue.Queue()
+    q_enc: queue.Queue = queue.Queue()
+    stabilizer = step.stabilizer
+    writer = SegmentWriter(work, spec, inp, segment_seconds, on_segment, layout)
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=inp.frames or None, initial=work.frames_done, unit="frame",
                    desc=inp.path.name[:30], dynamic_ncols=True, smoothing=0.1)
-    t_dec = pipe.thread(decode, name="tint-decode")
-    t_enc = pipe.thread(encode, name="tint-encode")
+
+    def decode():
+        q = q_flow if stabilizer is not None else q_dev
+        buf = arr = None
+        k, pts = 0, []
+        for frame, p in decoded(inp, after_pts=after):
+            if buf is None:
+                got = pipe.get(free_in)
+                if got is _END:
+                    return
+                buf, read = got
+                if read is not None:
+                    read.synchronize()              # the device has copied this buffer in
+                arr, k, pts = buf.numpy(), 0, []
+            luma_into(frame, arr[k], inp.full_range)
+            pts.append(p)
+            k += 1
+            if k == batch:
+                if not pipe.put(q, (buf, k, pts, None)):
+                    return
+                buf = None
+        if buf is not None and k:
+            pipe.put(q, (buf, k, pts, None))
+        pipe.put(q, _END)
+
+    def flow():
+        while True:
+            item = pipe.get(q_flow)
+            if item is _END:
+                pipe.put(q_dev, _END)
+                return
+            buf, k, pts, _ = item
+            motions = stabilizer.estimate_u8(step.flow_frames(buf.numpy()[:k]))
+            if not pipe.put(q_dev, (buf, k, pts, motions)):
+                return
+
+    def encode():
+        while True:
+            item = pipe.get(q_enc)
+            if item is _END:
+                break
+            out, k, pts, done = item
+            if done is not None:
+                done.synchronize()
+            arr = out.numpy()
+            for i in range(k):
+                writer.write(arr[i], pts[i])
+            pipe.put(free_out, out)
+            if bar is not None:
+                bar.update(k)
+        if not pipe.stop.is_set():
+            writer.close_segment()
+
+    threads = [pipe.thread(decode, name="tint-decode"), pipe.thread(encode, name="tint-encode")]
+    if stabilizer is not None:
+        threads.append(pipe.thread(flow, name="tint-flow"))
     n = 0
     try:
-        ended = False
-        while not ended and not pipe.stop.is_set():
-            items = []
-            while len(items) < batch:
-                item = pipe.get(q_in)
-                if item is _END:
-                    ended = True
-                    break
-                items.append(item)
-            if items:
-                frames = np.stack([f.rgb for f in items])
-                out = colorize_batch(frames)
-                if out.shape != frames.shape or out.dtype != np.uint8:
-                    raise RuntimeError(f"colorize_batch returned {out.dtype} {out.shape} for {frames.shape}")
-                if not pipe.put(q_out, (out, [f.pts for f in items])):
-                    break
-                n += len(items)
-                if bar is not None:
-                    bar.update(len(items))
+        while not pipe.stop.is_set():
+            item = pipe.get(q_dev)
+            if item is _END:
+                break
+            buf, k, pts, motions = item
+            out = pipe.get(free_out)
+            if out is _END:
+                break
+            done, read = step.submit(buf[:k], out[:k], motions)
+            free_in.put((buf, read))
+            if not pipe.put(q_enc, (out, k, pts, done)):
+                break
+            n += k
         if not pipe.stop.is_set():
-            pipe.put(q_out, _END)
-        t_enc.join()
+            pipe.put(q_enc, _END)
+        threads[1].join()
     except BaseException as e:
         pipe.fail(e)
     finally:
-        t_enc.join()
-        t_dec.join()
+        for t in threads:
+            t.join()
         if bar is not None:
             bar.close()
         if pipe.error is not None:
             writer.abort()
+        if step.pin_memory and torch.cuda.is_available():
+            torch.cuda.synchronize(getattr(step, "device", None))   # no copy may still target a pooled buffer
+        release_buffers(ins, pinned)
+        release_buffers(outs, pinned)
     if pipe.error is not None:
         raise pipe.error
     return n
@@ -879,6 +1286,9 @@ def add_video_arguments(p) -> None:
                    help="encoder quality, lower is better: x264 CRF (default 20), VP9 CRF (32), mpeg4 q (3)")
     p.add_argument("--codec", default=None,
                    help="video encoder (default: libx264 for .mp4/.mov/.mkv, else mpeg4; libvpx-vp9 for .webm)")
+    p.add_argument("--preset", default=None, choices=X264_PRESETS, metavar="PRESET",
+                   help="x264/x265 speed preset (default medium; veryfast or ultrafast for 10x real "
+                        "time at 1080p, at some cost in bits)")
     p.add_argument("--batch", type=int, default=None, help="frames per network call (default 8 on GPU, 4 on CPU)")
     p.add_argument("--resume", action="store_true", help="continue a killed job (keeps its finished segments)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (or unfinished job)")
@@ -937,7 +1347,7 @@ def run_video(args) -> int:
     for film, out in jobs:
         try:
             r = colorize_video(film, out, runner=runner, size=args.size, quality=args.quality,
-                               codec=args.codec, batch=batch, resume=args.resume,
+                               codec=args.codec, preset=args.preset, batch=batch, resume=args.resume,
                                overwrite=args.overwrite, stabilize=args.stabilize,
                                segment_seconds=args.segment_seconds,
                                progress=not args.quiet and rank == 0)

@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""Which engine configuration is fastest at 512x512 on this GPU?  One process, one table.
+
+    python3 scripts/engine_sweep.py [--seconds 200] [--out DIR] [--quick]
+
+For each candidate (precision x cuDNN fused conv+ReLU x cuDNN autotuning x layout) and
+batch, the network ``L (B, 1, 512, 512) -> ab`` is captured as a CUDA graph exactly as
+``tint.engine.Engine`` does, then replayed: CUDA events around each replay, median of
+many, a fresh input copied into the static buffer before each (outside the timed span).
+Each candidate's accuracy is checked against the float32 eager model the way users see
+it: uint8 sRGB after joining with L, within 2 levels on 99.9% of pixels (smooth and
+edgy synthetic lightness, random He-init vgg16 "ab" model, as ``tint bench``).
+
+Also: a torch.profiler kernel table of the default engine at B=16 (flags layout
+transposes and copies, which are waste), and the full frame path (uint8 -> uint8,
+FramePipeline) at the best batch, to see what the stages around the network cost.
+
+stdout: a short table and the recommended ``engine.DEFAULTS``; $OUT (or --out): JSON and
+the full profile.  A watchdog thread prints what is running and exits (code 3) after
+--seconds, so the call can never hang; candidates are skipped once the budget runs low.
+"""
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+STATE = {"stage": "start", "t0": time.perf_counter()}
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def watchdog(seconds: float, out: Path):
+    def run():
+        time.sleep(seconds)
+        msg = f"WATCHDOG: {seconds:.0f} s passed while running '{STATE['stage']}'; exiting"
+        print(msg, flush=True)
+        log(msg)
+        try:
+            with open(out / "watchdog_traceback.txt", "w") as f:
+                faulthandler.dump_traceback(file=f, all_threads=True)
+            if STATE.get("partial") is not None:
+                (out / "engine_sweep_partial.json").write_text(json.dumps(STATE["partial"], indent=1, default=str))
+        finally:
+            os._exit(3)
+    threading.Thread(target=run, daemon=True).start()
+
+
+def elapsed():
+    return time.perf_counter() - STATE["t0"]
+
+
+def synthetic_L(B, h, w, device, seed=0):
+    """Lightness in [0, 100] like photos: smooth shading plus a few hard edges."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    low = torch.rand(B, 1, h // 32, w // 32, generator=g)
+    L = torch.nn.functional.interpolate(low, size=(h, w), mode="bicubic", align_corners=False)
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    edges = ((xx // 61 + yy // 47) % 2).float()[None, None] * 0.3
+    L = (0.6 * L + edges + 0.05 * torch.rand(B, 1, h, w, generator=g)).clamp(0, 1) * 100
+    return L.to(device)
+
+
+def to_u8(L, ab):
+    from tint.api import join_chroma
+    return (join_chroma(L.float(), ab.float()) * 255).round().to(torch.uint8)
+
+
+def time_graph(entry, inputs, reps, device):
+    """Median ms of one replay; a different input is copied in before each (untimed)."""
+    ms = []
+    for i in range(reps + 3):
+        entry.inp.copy_(inputs[i % len(inputs)])
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        entry.graph.replay()
+        b.record()
+        b.synchronize()
+        if i >= 3:
+            ms.append(a.elapsed_time(b))
+    ms.sort()
+    return {"median_ms": statistics.median(ms), "min_ms": ms[0], "max_ms": ms[-1], "n": len(ms)}
+
+
+def accuracy(eng, model, device):
+    """Fraction of uint8 pixels within 2 levels of the fp32 eager model, and the max."""
+    L = synthetic_L(2, 512, 512, device, seed=1)
+    with torch.no_grad():
+        ref = model(L)
+        got = eng(L)
+    d = (to_u8(L, got).int() - to_u8(L, ref).int()).abs()
+    rel = ((got.double() - ref.double()).norm() / ref.double().norm()).item()
+    return {"within2": (d <= 2).float().mean().item(), "max_level": d.max().item(), "rel_ab": rel}
+
+
+def profile_table(eng, device, B, out: Path, tag: str) -> list[str]:
+    """torch.profiler over the eager network (the kernels the graph replays)."""
+    from torch.profiler import ProfilerActivity, profile
+    L = synthetic_L(B, 512, 512, device)
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = eng.cudnn_benchmark
+    try:
+        with torch.no_grad():
+            for _ in range(3):
+                eng.net(L)
+            torch.cuda.synchronize(device)
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(5):
+                    eng.net(L)
+                torch.cuda.synchronize(device)
+    finally:
+        torch.backends.cudnn.benchmark = old
+    rows = []
+    for e in prof.key_averages():
+        t = getattr(e, "self_device_time_total", None)
+        if t is None:
+            t = getattr(e, "self_cuda_time_total", 0)
+        if t > 0:
+            rows.append((t, e.count, e.key))
+    rows.sort(reverse=True)
+    total = sum(r[0] for r in rows) or 1.0
+    lines = [f"{100 * t / total:5.1f}% {t / 5 / 1e3:7.3f} ms/call x{c // 5:<3d} {k}" for t, c, k in rows]
+    (out / f"profile_{tag}.txt").write_text(
+        f"== {tag}: eager engine net, B={B}, 512x512, 5 calls; total {total / 5 / 1e3:.3f} ms/call ==\n"
+        + "\n".join(lines) + "\n")
+    waste = [(t, k) for t, c, k in rows if any(s in k.lower() for s in
+                                               ("nchwtonhwc", "nhwctonchw", "transpose", "copy", "convert"))]
+    short = [ln[:150] for ln in lines[:14]]
+    wt = sum(t for t, _ in waste)
+    short.append(f"layout/copy kernels: {100 * wt / total:.1f}% of device time"
+                 + (": " + ", ".join(k[:60] for _, k in waste[:4]) if waste else " (none)"))
+    return short
+
+
+def frame_path(eng, device, B, reps):
+    """uint8 (B, 512, 512, 3) -> uint8 through FramePipeline's graph, device to device."""
+    from tint.engine import FramePipeline
+    pipe = FramePipeline(eng, size=512)
+    slot = pipe.device_slot(B, 512, 512)
+    srcs = [torch.randint(0, 256, slot.dev_in.shape, dtype=torch.uint8, device=device) for _ in range(3)]
+    ms = []
+    for i in range(reps + 3):
+        slot.dev_in.copy_(srcs[i % 3])
+        pipe.compute.wait_stream(torch.cuda.current_stream(device))     # the copy lands first
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record(pipe.compute)
+        with torch.cuda.stream(pipe.compute):
+            slot.replay(pipe)
+        b.record(pipe.compute)
+        b.synchronize()
+        if i >= 3:
+            ms.append(a.elapsed_time(b))
+    pipe._states.clear()
+    return statistics.median(ms)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=200.0, help="watchdog: hard exit after this many seconds")
+    ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/tint-sweep"))
+    ap.add_argument("--batches", default="8,16,32,64", help="batches for the main candidates")
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--quick", action="store_true", help="two candidates, B=8 only (smoke test)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    watchdog(args.seconds, out)
+    budget = args.seconds - 25                 # leave room for the report
+    if not torch.cuda.is_available():
+        print("engine_sweep: needs a CUDA GPU")
+        return 2
+    device = torch.device("cuda")
+    from tint import engine as E
+    from tint.bench import matmul_peak, network_flops, random_model, versions
+    STATE["stage"] = "setup"
+    model = random_model("vgg16", "ab").to(device)
+    flops = network_flops(model, (512, 512), device)
+    peak = matmul_peak(device, torch.float16)
+    info = versions(device)
+    log(f"sweep: {info.get('gpu')} torch {info['torch']} cudnn {info['cudnn']} triton {info['triton']}; "
+        f"{flops / 1e9:.1f} GFLOP/img; fp16 matmul peak {peak:.0f} TFLOP/s")
+    batches = [int(b) for b in args.batches.split(",")]
+    # (name, Engine kwargs, batches): the default first; others at two batches unless they win
+    main_b = batches
+    two = [b for b in batches if b in (16, 32)] or batches[:2]
+    cands = [
+        ("fp16 fused bench", dict(precision="fp16", fuse_conv_relu=None, cudnn_benchmark=True), main_b),
+        ("fp16 unfused bench", dict(precision="fp16", fuse_conv_relu=False, cudnn_benchmark=True), main_b),
+        ("bf16 fused bench", dict(precision="bf16", fuse_conv_relu=None, cudnn_benchmark=True), two),
+        ("bf16 unfused bench", dict(precision="bf16", fuse_conv_relu=False, cudnn_benchmark=True), two),
+        ("fp16 fused heur", dict(precision="fp16", fuse_conv_relu=None, cudnn_benchmark=False), two),
+        ("fp16 unfused heur", dict(precision="fp16", fuse_conv_relu=False, cudnn_benchmark=False), two),
+        ("fp16 NCHW unfused", dict(precision="fp16", fuse_conv_relu=False, gpu_layout=False), [16]),
+    ]
+    if args.quick:
+        cands, batches = cands[:2], [8]
+        cands = [(n, kw, [8]) for n, kw, _ in cands]
+    L_pool = [synthetic_L(max(batches), 512, 512, device, seed=s) for s in range(3)]
+    result = {"meta": info, "flops_per_img": flops, "peak_fp16": peak, "cands": [], "args": vars(args)}
+    STATE["partial"] = result
+    for name, kw, bs in cands:
+        row = {"name": name, "kw": kw, "per_batch": {}}
+        result["cands"].append(row)
+        if elapsed() > budget * 0.7:
+            row["skipped"] = "time budget"
+            continue
+        STATE["stage"] = f"{name}: build"
+        t0 = time.perf_counter()
+        eng = None
+        try:
+            eng = E.Engine(model, **kw)
+            row["describe"] = {k: v for k, v in eng.describe().items() if k != "graphs_cached"}
+            STATE["stage"] = f"{name}: accuracy"
+            row["acc"] = accuracy(eng, model, device)
+            for B in bs:
+                if elapsed() > budget * 0.75:
+                    row["per_batch"][str(B)] = "skipped: time budget"
+                    break
+                STATE["stage"] = f"{name}: B={B} capture"
+                e = eng._entry(B, 512, 512)
+                STATE["stage"] = f"{name}: B={B} timing"
+                t = time_graph(e, [x[:B] for x in L_pool], args.reps, device)
+                t["img_s"] = B / (t["median_ms"] / 1e3)
+                t["tflops"] = flops * t["img_s"] / 1e12
+                row["per_batch"][str(B)] = t
+                eng._cache.clear()
+                torch.cuda.empty_cache()
+        except Exception as ex:            # one broken candidate must not end the sweep
+            row["error"] = f"{type(ex).__name__}: {str(ex).splitlines()[0][:200]}"
+        row["wall_s"] = round(time.perf_counter() - t0, 1)
+        good = [v for v in row["per_batch"].values() if isinstance(v, dict)]
+        if good:
+            best = max(good, key=lambda v: v["img_s"])
+            row["best"] = {"img_s": best["img_s"],
+                           "B": [b for b, v in row["per_batch"].items() if v is best][0]}
+        log(f"  {name:<20} {row.get('best', {}).get('img_s', 0):8.1f} img/s @{row.get('best', {}).get('B', '-')} "
+            f"acc {row.get('acc', {}).get('within2', float('nan')):.5f} ({row['wall_s']} s) {row.get('error', '')}")
+        del eng
+        torch.cuda.empty_cache()
+        STATE["partial"] = result
+
+    ok = [r for r in result["cands"] if r.get("best") and r.get("acc", {}).get("within2", 0) >= 0.999]
+    win = max(ok, key=lambda r: r["best"]["img_s"]) if ok else None
+    result["winner"] = win and {"name": win["name"], "kw": win["kw"], "best": win["best"]}
+
+    prof_lines = []
+    if elapsed() < budget - 30:
+        STATE["stage"] = "profile"
+        try:
+            eng = E.Engine(model, **(win["kw"] if win else {}))
+            prof_lines = profile_table(eng, device, 16, out, "winner" if win else "default")
+            del eng
+        except Exception as ex:
+            prof_lines = [f"profile failed: {type(ex).__name__}: {ex}"[:200]]
+    frame = None
+    if win and elapsed() < budget - 15:
+        STATE["stage"] = "frame path"
+        try:
+            eng = E.Engine(model, **win["kw"])
+            B = int(win["best"]["B"])
+            frame = {"B": B, "median_ms": frame_path(eng, device, B, max(5, args.reps // 2))}
+            frame["img_s"] = B / (frame["median_ms"] / 1e3)
+            del eng
+        except Exception as ex:
+            frame = {"error": f"{type(ex).__name__}: {ex}"[:200]}
+    result["frame_path"] = frame
+    result["elapsed_s"] = round(elapsed(), 1)
+    (out / "engine_sweep.json").write_text(json.dumps(result, indent=1, default=str))
+
+    # ---- the short report
+    print(f"engine sweep 512x512: {info.get('gpu')}, torch {info['torch']}, cudnn {info['cudnn']}; "
+          f"{flops / 1e9:.1f} GFLOP/img, fp16 matmul peak {peak:.0f} TFLOP/s; baseline bench: "
+          f"engine 1795, compiled 1769, eager fp32 538 img/s")
+    bcols = sorted({int(b) for r in result["cands"] for b in r["per_batch"]})
+    print(f"{'candidate':<20} " + " ".join(f"{'B' + str(b):>7}" for b in bcols)
+          + f" {'best':>7} {'TF/s':>5} {'%pk':>4} {'acc<=2':>7} {'maxlv':>5} {'relab':>7} {'fused':>5}")
+    for r in result["cands"]:
+        cells = []
+        for b in bcols:
+            v = r["per_batch"].get(str(b))
+            cells.append(f"{v['img_s']:7.0f}" if isinstance(v, dict) else f"{'-':>7}")
+        best = r.get("best", {}).get("img_s", 0)
+        acc = r.get("acc", {})
+        tf = flops * best / 1e12
+        print(f"{r['name']:<20} " + " ".join(cells) + f" {best:7.0f} {tf:5.0f} {100 * tf / peak:4.0f} "
+              f"{acc.get('within2', float('nan')):7.5f} {acc.get('max_level', -1):5} {acc.get('rel_ab', float('nan')):7.1e} "
+              f"{str(r.get('describe', {}).get('fused_conv_relu', '-'))[:5]:>5}"
+              + (f"  {r['skipped']}" if "skipped" in r else "") + (f"  ERROR {r['error']}" if "error" in r else ""))
+    if frame:
+        if "error" in frame:
+            print(f"frame path: {frame['error']}")
+        else:
+            print(f"frame path uint8->uint8 (FramePipeline graph, winner, B={frame['B']}): "
+                  f"{frame['img_s']:.0f} img/s ({frame['median_ms']:.2f} ms/batch)")
+    if prof_lines:
+        print("profile (winner, B=16, eager kernels, % of device time):")
+        for ln in prof_lines:
+            print("  " + ln)
+    if win:
+        kw = {k: v for k, v in win["kw"].items() if k != "precision"}
+        print(f"WINNER: {win['name']} {win['best']['img_s']:.0f} img/s @B={win['best']['B']}; "
+              f"set tint/engine.py DEFAULTS.update({kw}), precision {win['kw']['precision']}")
+    else:
+        print("WINNER: none passed the accuracy check")
+    print(f"sweep took {result['elapsed_s']} s; details in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
