@@ -166,6 +166,96 @@ def frame_path(eng, device, B, reps):
     return statistics.median(ms)
 
 
+def time_fn(fn, reps=50):
+    """Median µs of fn() by CUDA events (after 5 warm-up calls)."""
+    for _ in range(5):
+        fn()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b) * 1e3)
+    return statistics.median(ts)
+
+
+def kernel_table(device, B=16, reps=50):
+    """The three kernels the first H200 profile flagged, standalone at their shapes in the
+    vgg16 "ab" engine at 512x512 (fp16, channels_last): old vs new, µs and GB/s achieved
+    (bytes = what a perfect kernel must move: inputs once, outputs once)."""
+    import torch.nn.functional as F
+    from tint import kernels as K
+    cl = torch.channels_last
+    h16 = dict(device=device, dtype=torch.float16)
+    rows = []
+
+    def row(name, nbytes, variants, check, n=reps):
+        r = {"kernel": name, "MB": nbytes / 1e6}
+        for tag, fn in variants:
+            us = time_fn(fn, n)
+            r[tag] = {"us": us, "GBs": nbytes / us / 1e3}
+        r["check"] = check
+        rows.append(r)
+
+    # max-pool: the three pools of vgg16 at B (64ch@512, 128ch@256, 256ch@128)
+    for C, S in ((64, 512), (128, 256), (256, 128)):
+        x = torch.randn(B, C, S, S, **h16).contiguous(memory_format=cl)
+        exact = torch.equal(K.max_pool2x2(x), F.max_pool2d(x, 2))
+        row(f"max_pool {C}x{S}^2", x.numel() * 2 * 1.25,
+            [("old", lambda: F.max_pool2d(x, 2)), ("new", lambda: K.max_pool2x2(x))], {"exact": exact})
+        del x
+    # head step: tap 64ch @512 (the biggest), x 64ch @256
+    for C, S in ((256, 128), (128, 256), (64, 512)):
+        x = torch.randn(B, C, S // 2, S // 2, **h16).contiguous(memory_format=cl)
+        tap = torch.randn(B, C, S, S, **h16).contiguous(memory_format=cl)
+        s, t = torch.rand(C, device=device) + 0.5, torch.randn(C, device=device)
+        ref = K.head_step_reference(x.float(), tap.float(), s, t)
+        err = (K.head_step(x, tap, s, t).float() - ref).norm() / ref.norm()
+        row(f"head_step {C}x{S}^2", (2 * tap.numel() + x.numel()) * 2,
+            [("old", lambda: K.head_step_v1(x, tap, s, t)), ("new", lambda: K.head_step(x, tap, s, t)),
+             ("torch", lambda: K.head_step_reference(x, tap, s, t))], {"rel": err.item()})
+        del x, tap, ref
+    # head out: 8 channels (3 used) @512 -> 2 channels fp32
+    x = torch.relu(torch.randn(B, 8, 512, 512, **h16))
+    x[:, 3:] = 0
+    x = x.contiguous(memory_format=cl)
+    w, b = torch.randn(2, 8, 3, 3, device=device) * 30, torch.randn(2, device=device)
+    w[:, 3:] = 0
+    p, p1 = K.HeadOutParams(w, b, None, 1.0, torch.float16), K.HeadOutParamsV1(w, b, None, 1.0, torch.float16)
+    ref = K.head_out_reference(x, w, b)
+    err = ((K.head_out(x, p) - ref).norm() / ref.norm()).item()
+    row("head_out ab 8(3)ch 512^2", x.numel() * 2 + B * 2 * 512 * 512 * 4,
+        [("old", lambda: K.head_out_v1(x, p1)), ("new", lambda: K.head_out(x, p)),
+         ("torch", lambda: K.head_out_reference(x, w, b))], {"rel": err})
+    del x, ref
+    # head out, bins (final_width 32, 261 bins), smaller batch: speed second priority
+    from tint.model import ab_bins
+    bins = ab_bins(10.0).to(device)
+    Bb = 4
+    x = torch.relu(torch.randn(Bb, 32, 512, 512, **h16)).contiguous(memory_format=cl)
+    w, b = torch.randn(bins.shape[0], 32, 3, 3, device=device) * 0.05, torch.randn(bins.shape[0], device=device)
+    p, p1 = K.HeadOutParams(w, b, bins, 0.38, torch.float16), K.HeadOutParamsV1(w, b, bins, 0.38, torch.float16)
+    ref = K.head_out_reference(x, p.packed_weight(), b, bins, 0.38)
+    err = ((K.head_out(x, p) - ref).norm() / ref.norm()).item()
+    row(f"head_out bins 32ch 512^2 B={Bb}", x.numel() * 2 + Bb * 2 * 512 * 512 * 4,
+        [("old", lambda: K.head_out_v1(x, p1)), ("new", lambda: K.head_out(x, p))], {"rel": err}, n=10)
+    del x, ref
+    torch.cuda.empty_cache()
+    return rows
+
+
+def print_kernel_table(rows):
+    print("kernels standalone (B=16 vgg16 'ab' 512x512 shapes, fp16 NHWC; GB/s = ideal bytes / time; H200 ~4000):")
+    for r in rows:
+        if "error" in r:
+            print(f"  kernel table failed: {r['error']}")
+            continue
+        cells = "  ".join(f"{t} {r[t]['us']:8.1f} us {r[t]['GBs']:6.0f} GB/s" for t in ("old", "new", "torch") if t in r)
+        print(f"  {r['kernel']:<30} {r['MB']:7.1f} MB  {cells}  {r['check']}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=200.0, help="watchdog: hard exit after this many seconds")
@@ -173,6 +263,10 @@ def main() -> int:
     ap.add_argument("--batches", default="8,16,32,64", help="batches for the main candidates")
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="two candidates, B=8 only (smoke test)")
+    ap.add_argument("--kernels-only", action="store_true", help="only the per-kernel table (old vs new)")
+    ap.add_argument("--main-only", action="store_true",
+                    help="kernel table + the default candidate (fp16 fused, autotuned) at every batch, "
+                         "skip the other candidates (fits one call with the profile)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,6 +286,17 @@ def main() -> int:
     log(f"sweep: {info.get('gpu')} torch {info['torch']} cudnn {info['cudnn']} triton {info['triton']}; "
         f"{flops / 1e9:.1f} GFLOP/img; fp16 matmul peak {peak:.0f} TFLOP/s")
     batches = [int(b) for b in args.batches.split(",")]
+    STATE["stage"] = "kernel table"
+    ktab = []
+    try:
+        ktab = kernel_table(device)
+    except Exception as ex:
+        ktab = [{"kernel": "ERROR", "error": f"{type(ex).__name__}: {ex}"[:300]}]
+    log(f"kernel table done at {elapsed():.0f} s")
+    print_kernel_table(ktab)
+    if args.kernels_only:
+        (out / "engine_sweep.json").write_text(json.dumps({"meta": info, "kernels": ktab}, indent=1, default=str))
+        return 0
     # (name, Engine kwargs, batches): the default first; others at two batches unless they win
     main_b = batches
     two = [b for b in batches if b in (16, 32)] or batches[:2]
@@ -204,11 +309,14 @@ def main() -> int:
         ("fp16 unfused heur", dict(precision="fp16", fuse_conv_relu=False, cudnn_benchmark=False), two),
         ("fp16 NCHW unfused", dict(precision="fp16", fuse_conv_relu=False, gpu_layout=False), [16]),
     ]
+    if args.main_only:
+        cands = cands[:1]
     if args.quick:
         cands, batches = cands[:2], [8]
         cands = [(n, kw, [8]) for n, kw, _ in cands]
     L_pool = [synthetic_L(max(batches), 512, 512, device, seed=s) for s in range(3)]
-    result = {"meta": info, "flops_per_img": flops, "peak_fp16": peak, "cands": [], "args": vars(args)}
+    result = {"meta": info, "flops_per_img": flops, "peak_fp16": peak, "cands": [], "args": vars(args),
+              "kernels": ktab}
     STATE["partial"] = result
     for name, kw, bs in cands:
         row = {"name": name, "kw": kw, "per_batch": {}}
@@ -298,6 +406,7 @@ def main() -> int:
               f"{acc.get('within2', float('nan')):7.5f} {acc.get('max_level', -1):5} {acc.get('rel_ab', float('nan')):7.1e} "
               f"{str(r.get('describe', {}).get('fused_conv_relu', '-'))[:5]:>5}"
               + (f"  {r['skipped']}" if "skipped" in r else "") + (f"  ERROR {r['error']}" if "error" in r else ""))
+    print_kernel_table(ktab)
     if frame:
         if "error" in frame:
             print(f"frame path: {frame['error']}")

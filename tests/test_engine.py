@@ -282,3 +282,17 @@ def test_bench_bad_inputs():
         parse_inputs("huge")
     with pytest.raises(TintError):
         parse_inputs("0x5")
+
+
+def test_engine_pools_through_the_kernel(monkeypatch):
+    # the encoder's pools go through kernels.max_pool2x2 (Triton on CUDA, F.max_pool2d here)
+    from tint import kernels as K
+    calls = []
+    real = K.max_pool2x2
+    monkeypatch.setattr(K, "max_pool2x2", lambda x: calls.append(tuple(x.shape)) or real(x))
+    m = make("vgg16", "ab")
+    net = E.FastColorizer(m, torch.float32, gpu_layout=True)
+    L = torch.rand(1, 1, 16, 24) * 100
+    with torch.no_grad():
+        assert rel(net(L), m(L)) < 1e-4
+    assert calls == [(1, 64, 16, 24), (1, 128, 8, 12), (1, 256, 4, 6)]

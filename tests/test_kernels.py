@@ -135,10 +135,27 @@ def test_head_out_reference_matches_readout(output):
 def test_head_out_params_layout():
     w = torch.randn(261, 8, 3, 3)
     p = K.HeadOutParams(w, torch.randn(261), torch.randn(261, 2), 0.38, torch.float16)
-    assert p.KP == 128 and p.NQ == 5 and p.w_packed.shape == (128, 320)
-    # row (ky*3+kx)*F + c, column q
-    assert p.w_packed[(2 * 3 + 1) * 8 + 5, 17].item() == pytest.approx(w[17, 5, 2, 1].half().item())
-    assert p.w_packed[72:].abs().sum() == 0 and p.w_packed[:, 261:].abs().sum() == 0
+    assert p.FP == 16 and p.NQ == 5 and p.w_packed.shape == (9, 16, 320)
+    # [ky*3+kx, c, q]
+    assert p.w_packed[2 * 3 + 1, 5, 17].item() == pytest.approx(w[17, 5, 2, 1].half().item())
+    assert p.w_packed[:, 8:].abs().sum() == 0 and p.w_packed[:, :, 261:].abs().sum() == 0
+    assert torch.equal(p.packed_weight(), w.half().float())
+
+
+def test_head_out_params_ab_reads_only_weighted_channels():
+    w = torch.randn(2, 8, 3, 3)
+    w[:, 3:] = 0                                  # the engine's final width 3 padded to 8
+    p = K.HeadOutParams(w, torch.randn(2), None, 1.0, torch.float16)
+    assert (p.F_used, p.FP) == (3, 4) and p.w_packed.shape == (9, 2, 4) and p.w_packed.dtype == torch.float32
+    assert p.w_packed[2 * 3 + 1, 1, 2].item() == w[1, 2, 2, 1].item()
+    assert torch.equal(p.packed_weight(), w)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 8, 4, 4), (1, 64, 7, 9)])
+def test_max_pool_reference_and_dispatch(shape):
+    x = torch.randn(*shape).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(K.max_pool2x2_reference(x), F.max_pool2d(x, 2))
+    assert torch.equal(K.max_pool2x2(x), F.max_pool2d(x, 2))        # CPU: the reference
 
 
 def test_bad_shapes_raise():
@@ -168,14 +185,14 @@ def _interpret_checks() -> dict:
         K.join_u8(L, ab, out=out.permute(0, 2, 3, 1))                # strided (B, 3, H, W) target
         res[f"join nchw {H}x{W}"] = (out.permute(0, 2, 3, 1).int() - K.join_u8_reference(L, ab).int()).abs().max().item()
     for cl in (False, True):
-        for (C, h, w) in ((1, 1, 1), (20, 3, 5), (70, 4, 3)):
+        for (C, h, w) in ((1, 1, 1), (3, 3, 5), (20, 3, 5), (70, 4, 3), (64, 2, 9)):
             x, tap = torch.randn(2, C, h, w), torch.randn(2, C, 2 * h, 2 * w)
             if cl:
                 x, tap = x.contiguous(memory_format=torch.channels_last), tap.contiguous(memory_format=torch.channels_last)
             s, t = torch.randn(C), torch.randn(C)
             res[f"head_step C{C} cl{cl}"] = rel(K.head_step(x, tap, s, t), K.head_step_reference(x, tap, s, t))
     for bins in (None, torch.randn(100, 2) * 50):
-        for Fc in (3, 8):
+        for Fc in (3, 8, 32):
             N = 2 if bins is None else 100
             w, b = torch.randn(N, Fc, 3, 3) * 0.3, torch.randn(N)
             for (h, wd) in ((1, 1), (5, 9)):
@@ -183,6 +200,21 @@ def _interpret_checks() -> dict:
                 p = K.HeadOutParams(w, b, bins, 0.38, torch.float32)
                 res[f"head_out bins{bins is not None} F{Fc} {h}x{wd}"] = rel(
                     K.head_out(x, p), K.head_out_reference(x, w, b, bins, 0.38))
+    for dt in (torch.float32, torch.float16):
+        for (B, C, H, W) in ((1, 3, 5, 7), (2, 8, 4, 4), (1, 64, 7, 9), (2, 70, 6, 5), (1, 16, 3, 2)):
+            x = torch.randn(B, C, H, W).to(dt).contiguous(memory_format=torch.channels_last)
+            y = K.max_pool2x2(x)
+            ok = torch.equal(y, F.max_pool2d(x.float(), 2).to(dt)) and y.is_contiguous(memory_format=torch.channels_last)
+            res[f"pool {dt} {B}x{C}x{H}x{W}"] = 0.0 if ok else 1.0
+    w, b = torch.randn(2, 8, 3, 3), torch.randn(2)
+    w[:, 3:] = 0                                                  # engine padding: F_used 3 of 8
+    x = torch.randn(1, 8, 5, 7).contiguous(memory_format=torch.channels_last)
+    p = K.HeadOutParams(w, b, None, 1.0, torch.float32)
+    res["head_out padded F8 used3 5x7"] = rel(K.head_out(x, p), K.head_out_reference(x, w, b))
+    x = torch.randn(1, 3, 5, 7)                                  # NCHW in: made channels_last inside
+    w, b = torch.randn(2, 3, 3, 3), torch.randn(2)
+    p = K.HeadOutParams(w, b, None, 1.0, torch.float32)
+    res["head_out nchw F3 5x7"] = rel(K.head_out(x, p), K.head_out_reference(x, w, b))
     return res
 
 
@@ -197,6 +229,7 @@ def test_kernels_under_triton_interpreter():
     res = json.loads(r.stdout.strip().splitlines()[-1])
     for name, err in res.items():
         limit = 1 if name.startswith("join") else (1e-3 if name.startswith("lightness") else 1e-5)
+        limit = 0.0 if name.startswith("pool") else limit           # max-pool is exact
         assert err <= limit, (name, err)
 
 
@@ -267,10 +300,34 @@ def test_gpu_head_out(dtype, bins, Fc, h, w):
     x = torch.randn(2, Fc, h, w, device="cuda").to(dtype).contiguous(memory_format=torch.channels_last)
     p = K.HeadOutParams(wt, bias, b, 0.38, dtype)
     got = K.head_out(x, p)
-    ref = K.head_out_reference(x.float(), p.w_packed.float()[: 9 * Fc].reshape(3, 3, Fc, -1)[..., :N]
-                               .permute(3, 2, 0, 1) if bins else wt, bias, b, 0.38)
+    ref = K.head_out_reference(x.float(), p.packed_weight() if bins else wt, bias, b, 0.38)
     # bins: the weights themselves are stored in dtype, hence a looser bound for the softmax
     assert rel(got, ref) < (TOL[dtype] * (5 if bins else 1)), rel(got, ref)
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 64, 17, 33), (2, 128, 64, 64), (1, 512, 9, 11), (3, 70, 6, 5)])
+def test_gpu_max_pool(dtype, shape):
+    x = torch.randn(*shape, device="cuda").to(dtype).contiguous(memory_format=torch.channels_last)
+    y = K.max_pool2x2(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(y, F.max_pool2d(x, 2))                         # max is exact
+
+
+@cuda
+def test_gpu_head_kernels_match_v1():
+    # the sweep's "before" kernels still agree with the new ones
+    x = torch.randn(2, 64, 17, 33, device="cuda").half().contiguous(memory_format=torch.channels_last)
+    tap = torch.randn(2, 64, 34, 66, device="cuda").half().contiguous(memory_format=torch.channels_last)
+    s, t = torch.randn(64, device="cuda"), torch.randn(64, device="cuda")
+    assert rel(K.head_step(x, tap, s, t).float(), K.head_step_v1(x, tap, s, t).float()) < 2e-3
+    w, b = torch.randn(2, 8, 3, 3, device="cuda"), torch.randn(2, device="cuda")
+    w[:, 3:] = 0
+    xo = torch.randn(2, 8, 40, 56, device="cuda").half().contiguous(memory_format=torch.channels_last)
+    new = K.head_out(xo, K.HeadOutParams(w, b, None, 1.0, torch.float16))
+    old = K.head_out_v1(xo, K.HeadOutParamsV1(w, b, None, 1.0, torch.float16))
+    assert rel(new, old) < 1e-5
 
 
 if __name__ == "__main__" and "--interpret" in sys.argv:

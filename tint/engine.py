@@ -225,7 +225,7 @@ class FastColorizer(torch.nn.Module):
             if op[0] == "conv":
                 x = self.conv(x, op[1], op[2])
             elif op[0] == "pool":
-                x = F.max_pool2d(x, 2)
+                x = K.max_pool2x2(x)             # Triton on CUDA (NHWC); F.max_pool2d elsewhere
             else:
                 taps.append(x)
         return taps

@@ -217,7 +217,7 @@ def head_step_reference(x: torch.Tensor, tap: torch.Tensor, scale: torch.Tensor,
 
 if HAVE_TRITON:
     @triton.jit
-    def _head_step_kernel(x_ptr, t_ptr, s_ptr, sh_ptr, o_ptr, C, h, w, H, W,
+    def _head_step_kernel_v1(x_ptr, t_ptr, s_ptr, sh_ptr, o_ptr, C, h, w, H, W,
                           sxb, sxc, sxy, sxx, stb, stc, sty, stx, sob, soc, soy, sox,
                           BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
         # One pass over the fine map: tap read once, output written once, the coarse map
@@ -253,8 +253,8 @@ if HAVE_TRITON:
                  r.to(o_ptr.dtype.element_ty), m)
 
 
-def head_step(x: torch.Tensor, tap: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Fused ``head_step_reference``; output has tap's dtype and memory format."""
+def head_step_v1(x: torch.Tensor, tap: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """The first head step kernel (strided, 1024-element tiles), kept for the sweep's before/after."""
     B, C, h, w = x.shape
     if tap.shape != (B, C, 2 * h, 2 * w):
         raise ValueError(f"tap {tuple(tap.shape)} is not 2x of x {tuple(x.shape)}")
@@ -265,7 +265,7 @@ def head_step(x: torch.Tensor, tap: torch.Tensor, scale: torch.Tensor, shift: to
     BLOCK_C = min(64, triton.next_power_of_2(C))
     BLOCK_P = max(16, 4096 // BLOCK_C // 4)
     grid = (B * H, triton.cdiv(W, BLOCK_P), triton.cdiv(C, BLOCK_C))
-    _head_step_kernel[grid](x, tap, scale.float().contiguous(), shift.float().contiguous(), out,
+    _head_step_kernel_v1[grid](x, tap, scale.float().contiguous(), shift.float().contiguous(), out,
                             C, h, w, H, W, *x.stride(), *tap.stride(), *out.stride(),
                             BLOCK_P=BLOCK_P, BLOCK_C=BLOCK_C, num_warps=4)
     return out
@@ -288,7 +288,7 @@ def head_out_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 if HAVE_TRITON:
     @triton.jit
-    def _head_out_kernel(x_ptr, w_ptr, b_ptr, bins_ptr, o_ptr, h, w, Q, inv_t,
+    def _head_out_kernel_v1(x_ptr, w_ptr, b_ptr, bins_ptr, o_ptr, h, w, Q, inv_t,
                          sxb, sxc, sxy, sxx, sob, soc, soy, sox,
                          F_: tl.constexpr, KP: tl.constexpr, QC: tl.constexpr, NQ: tl.constexpr,
                          BINS: tl.constexpr, BLOCK_P: tl.constexpr, PREC: tl.constexpr):
@@ -344,7 +344,7 @@ if HAVE_TRITON:
 HEAD_OUT_QC = 64
 
 
-class HeadOutParams:
+class HeadOutParamsV1:
     """The out conv's weights laid out once for ``_head_out_kernel``.
 
     weight (N, F, 3, 3) -> (KP, N padded) with row k = (ky * 3 + kx) * F + c, zero rows
@@ -375,8 +375,8 @@ class HeadOutParams:
         self.prec = "ieee" if dtype == torch.float32 else None    # exact fp32 dots when asked
 
 
-def head_out(x: torch.Tensor, p: HeadOutParams, out: torch.Tensor | None = None) -> torch.Tensor:
-    """x (B, F, h, w) -> ab (B, 2, h, w) float32: fused out conv + readout."""
+def head_out_v1(x: torch.Tensor, p: "HeadOutParamsV1", out: torch.Tensor | None = None) -> torch.Tensor:
+    """The first head out kernel (im2col of 9F taps in registers), kept for the sweep's before/after."""
     B, Fc, h, w = x.shape
     if Fc != p.F:
         raise ValueError(f"head_out: x has {Fc} channels, weights expect {p.F}")
@@ -388,9 +388,295 @@ def head_out(x: torch.Tensor, p: HeadOutParams, out: torch.Tensor | None = None)
     if p.bins is not None and x.dtype != p.w_packed.dtype:
         x = x.to(p.w_packed.dtype)
     BLOCK_P = 64 if p.bins is not None else 128
-    _head_out_kernel[(B * h, triton.cdiv(w, BLOCK_P))](
+    _head_out_kernel_v1[(B * h, triton.cdiv(w, BLOCK_P))](
         x, p.w_packed, p.b_packed, bins, out, h, w, p.Q, 1.0 / p.temperature,
         *x.stride(), *out.stride(),
         F_=Fc, KP=p.KP, QC=HEAD_OUT_QC, NQ=p.NQ, BINS=p.bins is not None,
         BLOCK_P=BLOCK_P, PREC=p.prec, num_warps=4)
+    return out
+
+
+# =========================================================================== layout helper
+def nhwc_contiguous(t: torch.Tensor) -> bool:
+    """True when t (B, C, H, W) is dense channels_last, so element (b, c, y, x) sits at
+    ((b * H + y) * W + x) * C + c: what the kernels below index with C a constexpr, which
+    lets Triton prove 16-byte alignment and issue vector loads along channels."""
+    return t.dim() == 4 and t.permute(0, 2, 3, 1).is_contiguous()
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t if nhwc_contiguous(t) else t.contiguous(memory_format=torch.channels_last)
+
+
+def _tile(C: int, elems: int) -> tuple[int, int]:
+    """(BLOCK_P, BLOCK_C) for an NHWC tile of about ``elems`` elements: all channels of a
+    pixel in one program when they fit, so the tile is one contiguous stretch of memory."""
+    BLOCK_C = min(triton.next_power_of_2(C), 256)
+    return max(1, elems // BLOCK_C), BLOCK_C
+
+
+# =========================================================================== (e) 2x2 max-pool
+def max_pool2x2_reference(x: torch.Tensor) -> torch.Tensor:
+    """F.max_pool2d(x, 2): (B, C, H, W) -> (B, C, H // 2, W // 2); an odd last row/column is dropped."""
+    return F.max_pool2d(x, 2)
+
+
+if HAVE_TRITON:
+    @triton.jit
+    def _max_pool2x2_kernel(x_ptr, o_ptr, n_out, H, W, Ho, Wo, C: tl.constexpr,
+                            BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        # NHWC: a pixel's C channels are contiguous, so each of the four taps is a
+        # (BLOCK_P, BLOCK_C) tile of 16-byte vector loads; every input byte is read once.
+        # (PyTorch's NHWC max-pool runs ~8x slower than this at 512x512x64 on an H200.)
+        p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)          # output pixel
+        c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        mp = p < n_out
+        m = mp[:, None] & (c < C)[None, :]
+        xo = p % Wo
+        t = p // Wo
+        yo = t % Ho
+        b = t // Ho
+        src = ((b.to(tl.int64) * H + 2 * yo) * W + 2 * xo) * C          # top-left input pixel
+        ptr = x_ptr + src[:, None] + c[None, :]
+        v = tl.maximum(tl.maximum(tl.load(ptr, m), tl.load(ptr + C, m)),
+                       tl.maximum(tl.load(ptr + W * C, m), tl.load(ptr + W * C + C, m)))
+        tl.store(o_ptr + p.to(tl.int64)[:, None] * C + c[None, :], v, m)
+
+
+def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 2)`` for channels_last (B, C, H, W); same values bit for bit
+    (max is exact), NaNs aside (the inputs here are ReLU outputs).  Output channels_last."""
+    if x.dim() != 4:
+        raise ValueError(f"expected (B, C, H, W), got {tuple(x.shape)}")
+    B, C, H, W = x.shape
+    Ho, Wo = H // 2, W // 2
+    if not triton_enabled(x) or not nhwc_contiguous(x) or x.numel() == 0 or Ho * Wo == 0:
+        return max_pool2x2_reference(x)
+    out = torch.empty(B, C, Ho, Wo, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    n = B * Ho * Wo
+    BLOCK_P, BLOCK_C = _tile(C, 2048)
+    _max_pool2x2_kernel[(triton.cdiv(n, BLOCK_P), triton.cdiv(C, BLOCK_C))](
+        x, out, n, H, W, Ho, Wo, C=C, BLOCK_P=BLOCK_P, BLOCK_C=BLOCK_C, num_warps=4)
+    return out
+
+
+# =========================================================================== (c) head step, fast
+if HAVE_TRITON:
+    @triton.jit
+    def _head_step_kernel(x_ptr, t_ptr, s_ptr, sh_ptr, o_ptr, h, w, H, W, C: tl.constexpr,
+                          BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        # One program = BLOCK_P pixels x BLOCK_C channels of one fine row, NHWC: the tap is
+        # one contiguous read, the output one contiguous write (vector loads/stores, C a
+        # constexpr); the coarse map's 4 gathers per pixel hit L1/L2 (it is 1/4 the size).
+        row = tl.program_id(0)                                   # b * H + Y
+        b = row // H
+        Y = row % H
+        X = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+        mc = c < C
+        m = (X < W)[:, None] & mc[None, :]
+        # F.interpolate(scale 2, bilinear, align_corners=False): half-pixel centres, clamped
+        sy = tl.maximum(0.5 * (Y.to(tl.float32) + 0.5) - 0.5, 0.0)
+        y0 = tl.minimum(sy.to(tl.int32), h - 1)
+        y1 = tl.minimum(y0 + 1, h - 1)
+        ly1 = sy - y0.to(tl.float32)
+        sx = tl.maximum(0.5 * (X.to(tl.float32) + 0.5) - 0.5, 0.0)
+        x0 = tl.minimum(sx.to(tl.int32), w - 1)
+        x1 = tl.minimum(x0 + 1, w - 1)
+        lx1 = (sx - x0.to(tl.float32))[:, None]
+        lx0 = 1.0 - lx1
+        cb = c[None, :]
+        r0 = x_ptr + (b.to(tl.int64) * h + y0) * w * C                # scalar row bases
+        r1 = x_ptr + (b.to(tl.int64) * h + y1) * w * C
+        v00 = tl.load(r0 + x0[:, None] * C + cb, m, other=0.0).to(tl.float32)
+        v01 = tl.load(r0 + x1[:, None] * C + cb, m, other=0.0).to(tl.float32)
+        v10 = tl.load(r1 + x0[:, None] * C + cb, m, other=0.0).to(tl.float32)
+        v11 = tl.load(r1 + x1[:, None] * C + cb, m, other=0.0).to(tl.float32)
+        up = (1.0 - ly1) * (lx0 * v00 + lx1 * v01) + ly1 * (lx0 * v10 + lx1 * v11)
+        fine = row.to(tl.int64) * W * C
+        off = X[:, None] * C + cb
+        t = tl.load(t_ptr + fine + off, m, other=0.0).to(tl.float32)
+        s = tl.load(s_ptr + c, mc, other=0.0)
+        sh = tl.load(sh_ptr + c, mc, other=0.0)
+        r = up + t * s[None, :] + sh[None, :]
+        tl.store(o_ptr + fine + off, r.to(o_ptr.dtype.element_ty), m)
+
+
+def head_step(x: torch.Tensor, tap: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Fused ``head_step_reference`` -> (B, C, 2h, 2w) in tap's dtype.
+
+    Fast path: x and tap dense channels_last (as the engine keeps them); output channels_last.
+    Other layouts take the reference (the engine's NCHW comparison candidate)."""
+    B, C, h, w = x.shape
+    if tap.shape != (B, C, 2 * h, 2 * w):
+        raise ValueError(f"tap {tuple(tap.shape)} is not 2x of x {tuple(x.shape)}")
+    if (not triton_enabled(x, tap, scale, shift) or not nhwc_contiguous(tap) or x.dtype != tap.dtype
+            or tap.numel() == 0):
+        return head_step_reference(x, tap, scale, shift)
+    x = _nhwc(x)
+    H, W = 2 * h, 2 * w
+    out = torch.empty(B, C, H, W, dtype=tap.dtype, device=tap.device, memory_format=torch.channels_last)
+    BLOCK_P, BLOCK_C = _tile(C, 2048)
+    BLOCK_P = min(BLOCK_P, triton.next_power_of_2(W))
+    grid = (B * H, triton.cdiv(W, BLOCK_P), triton.cdiv(C, BLOCK_C))
+    _head_step_kernel[grid](x, tap, scale.float().contiguous(), shift.float().contiguous(), out,
+                            h, w, H, W, C=C, BLOCK_P=BLOCK_P, BLOCK_C=BLOCK_C, num_warps=4)
+    return out
+
+
+# =========================================================================== (d) head out, fast
+if HAVE_TRITON:
+    @triton.jit
+    def _head_out_kernel(x_ptr, w_ptr, b_ptr, bins_ptr, o_ptr, h, w, Q, inv_t,
+                         sob, soc, soy, sox,
+                         F_: tl.constexpr, F_USED: tl.constexpr, FP: tl.constexpr, COLS: tl.constexpr,
+                         QC: tl.constexpr, NQ: tl.constexpr, BINS: tl.constexpr, BLOCK_P: tl.constexpr,
+                         PREC: tl.constexpr):
+        # 3x3 conv as 9 taps, each a (BLOCK_P, FP) NHWC tile: a pixel's F_ channels are one
+        # 16-byte vector (F_ a constexpr), the 9 shifted tiles overlap in L1, so device
+        # memory sees x about once.  (The first version gathered a (BLOCK_P, 128) im2col
+        # patch through 64-bit pointers and spilled: 1.5 ms instead of ~30 us at B=16, 512^2.)
+        row = tl.program_id(0)                                   # b * h + y
+        b = row // h
+        y = row % h
+        xs = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        # channels F_USED..FP-1 have zero weights: read them unmasked when the pixel has
+        # them (FP <= F_), which keeps the loads whole vectors
+        c = tl.arange(0, FP)
+        mc = (c < F_)[None, :]
+        mo = xs < w
+        img = x_ptr + b.to(tl.int64) * h * w * F_
+        o = o_ptr + b.to(tl.int64) * sob + y * soy + xs * sox
+        if BINS:
+            # online softmax over Q in chunks of QC (flash-attention style running max); the
+            # Q logits per pixel never touch device memory.  Tap tiles are re-read per chunk
+            # from L1.  fp16/bf16 dots with fp32 accumulation (exact fp32 when PREC="ieee").
+            m_run = tl.full((BLOCK_P,), float("-inf"), tl.float32)
+            s_run = tl.zeros((BLOCK_P,), tl.float32)
+            a_run = tl.zeros((BLOCK_P,), tl.float32)
+            b_run = tl.zeros((BLOCK_P,), tl.float32)
+            for qi in tl.static_range(NQ):
+                q = qi * QC + tl.arange(0, QC)
+                z = tl.zeros((BLOCK_P, QC), tl.float32)
+                for k in tl.static_range(9):
+                    yy = y + (k // 3 - 1)
+                    xx = xs + (k % 3 - 1)
+                    wl = tl.where((yy >= 0) & (yy < h), w, 0)          # row outside: all masked
+                    mp = (xx >= 0) & (xx < wl)
+                    mk = mp[:, None] & mc if FP > F_ else mp[:, None] & (c >= 0)[None, :]
+                    v = tl.load(img + (yy * w + xx)[:, None] * F_ + c[None, :], mk, other=0.0)
+                    wt = tl.load(w_ptr + (k * FP + c)[:, None] * COLS + q[None, :])
+                    z = tl.dot(v, wt, z, input_precision=PREC)
+                bias = tl.load(b_ptr + q)
+                z = (z + bias[None, :]) * inv_t
+                z = tl.where((q < Q)[None, :], z, float("-inf"))
+                m_new = tl.maximum(m_run, tl.max(z, 1))
+                alpha = tl.exp(m_run - m_new)
+                p = tl.exp(z - m_new[:, None])
+                ba = tl.load(bins_ptr + q * 2, q < Q, other=0.0)
+                bb = tl.load(bins_ptr + q * 2 + 1, q < Q, other=0.0)
+                s_run = s_run * alpha + tl.sum(p, 1)
+                a_run = a_run * alpha + tl.sum(p * ba[None, :], 1)
+                b_run = b_run * alpha + tl.sum(p * bb[None, :], 1)
+                m_run = m_new
+            tl.store(o, a_run / s_run, mo)
+            tl.store(o + soc, b_run / s_run, mo)
+        else:
+            # two output channels: a dot would waste 14 of 16 columns; fp32 FMAs, and the
+            # sum over channels stays inside a thread (a pixel's FP channels are one vector)
+            acc0 = tl.zeros((BLOCK_P,), tl.float32)
+            acc1 = tl.zeros((BLOCK_P,), tl.float32)
+            for k in tl.static_range(9):
+                yy = y + (k // 3 - 1)
+                xx = xs + (k % 3 - 1)
+                wl = tl.where((yy >= 0) & (yy < h), w, 0)              # row outside: all masked
+                mp = (xx >= 0) & (xx < wl)
+                mk = mp[:, None] & mc if FP > F_ else mp[:, None] & (c >= 0)[None, :]
+                v = tl.load(img + (yy * w + xx)[:, None] * F_ + c[None, :], mk, other=0.0).to(tl.float32)
+                w0 = tl.load(w_ptr + (k * 2) * FP + c)               # (9, 2, FP): vector loads
+                w1 = tl.load(w_ptr + (k * 2 + 1) * FP + c)
+                acc0 += tl.sum(v * w0[None, :], 1)
+                acc1 += tl.sum(v * w1[None, :], 1)
+            tl.store(o, acc0 + tl.load(b_ptr), mo)
+            tl.store(o + soc, acc1 + tl.load(b_ptr + 1), mo)
+
+
+HEAD_OUT_QC = 64
+HEAD_OUT_AB_BLOCK = 256
+
+
+class HeadOutParams:
+    """The out conv's weights laid out once for ``_head_out_kernel``.
+
+    "bins": weight (N, F, 3, 3) -> (9, FP, cols) [ky * 3 + kx, c, q] in dtype, FP = F rounded
+    up to a power of two (at least 16, tl.dot's smallest K), cols = Q rounded up to QC.
+    "ab" (bins None, N = 2): (9, 2, FP) [tap, out channel, c] float32, so a tap's weights are
+    two vector loads for the FMAs.  Zero rows/columns as padding.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, bins: torch.Tensor | None,
+                 temperature: float, dtype: torch.dtype):
+        N, Fc = weight.shape[:2]
+        self.weight, self.bias = weight, bias                 # for the reference path
+        self.bins = None if bins is None else bins.float().contiguous()
+        self.temperature = float(temperature)
+        self.F = Fc
+        self.Q = N
+        if bins is None:
+            # only the input channels with a nonzero weight are read (the engine pads the
+            # final width 3 to 8 with zero weights): fewer registers, the same result
+            used = torch.nonzero(weight.detach().abs().sum((0, 2, 3))).flatten()
+            self.F_used = int(used.max()) + 1 if used.numel() else 1
+            self.FP = 1 << (self.F_used - 1).bit_length()
+            self.NQ, cols, wdtype = 1, 2, torch.float32
+        else:
+            self.F_used = Fc
+            self.FP = max(16, 1 << (Fc - 1).bit_length())
+            self.NQ = math.ceil(N / HEAD_OUT_QC)
+            cols, wdtype = self.NQ * HEAD_OUT_QC, dtype
+        self.cols = cols
+        wk = weight.detach().float().permute(2, 3, 1, 0).reshape(9, Fc, N)
+        wp = torch.zeros(9, max(self.FP, Fc), cols, dtype=torch.float32, device=weight.device)
+        wp[:, :Fc, :N] = wk
+        wp = wp[:, : self.FP]
+        if bins is None:
+            wp = wp.transpose(1, 2)                              # (9, 2, FP)
+        self.w_packed = wp.to(wdtype).contiguous()
+        bp = torch.zeros(cols, dtype=torch.float32, device=weight.device)
+        bp[:N] = bias.detach().float()
+        self.b_packed = bp
+        self.prec = "ieee" if dtype == torch.float32 else None    # exact fp32 dots when asked
+
+    def packed_weight(self) -> torch.Tensor:
+        """(N, F, 3, 3) float32 as the kernel sees it (after the cast to its storage dtype)."""
+        wp = self.w_packed.float()
+        wp = wp.transpose(1, 2) if self.bins is None else wp     # (9, FP, cols)
+        full = wp.new_zeros(9, self.F, self.Q)
+        n = min(self.F, wp.shape[1])
+        full[:, :n] = wp[:, :n, : self.Q]
+        return full.reshape(3, 3, self.F, self.Q).permute(3, 2, 0, 1)
+
+
+def head_out(x: torch.Tensor, p: HeadOutParams, out: torch.Tensor | None = None) -> torch.Tensor:
+    """x (B, F, h, w) -> ab (B, 2, h, w) float32: fused out conv + readout."""
+    B, Fc, h, w = x.shape
+    if Fc != p.F:
+        raise ValueError(f"head_out: x has {Fc} channels, weights expect {p.F}")
+    if not triton_enabled(x, p.w_packed) or x.numel() == 0:
+        r = head_out_reference(x, p.weight, p.bias, p.bins, p.temperature)
+        return r if out is None else out.copy_(r)
+    out = torch.empty(B, 2, h, w, dtype=torch.float32, device=x.device) if out is None else out
+    bins = p.bins if p.bins is not None else p.b_packed        # unused when BINS is False
+    if p.bins is not None and x.dtype != p.w_packed.dtype:
+        x = x.to(p.w_packed.dtype)
+    x = _nhwc(x)
+    if p.bins is not None:
+        BLOCK_P, warps = 64, 4
+    else:
+        # 4 pixels per thread: the 9 taps' weights (uniform, from L1) are loaded once per 4
+        BLOCK_P, warps = min(HEAD_OUT_AB_BLOCK, max(16, triton.next_power_of_2(w))), 4
+    _head_out_kernel[(B * h, triton.cdiv(w, BLOCK_P))](
+        x, p.w_packed, p.b_packed, bins, out, h, w, p.Q, 1.0 / p.temperature, *out.stride(),
+        F_=Fc, F_USED=p.F_used, FP=p.FP, COLS=p.cols, QC=HEAD_OUT_QC, NQ=p.NQ, BINS=p.bins is not None,
+        BLOCK_P=BLOCK_P, PREC=p.prec, num_warps=warps)
     return out
