@@ -1,5 +1,7 @@
 """tint.colorize / Runner: every input kind, sizes kept, alpha passed through, the input's
 lightness kept, and the strip-wise join equal to the one-shot join."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -228,3 +230,16 @@ class TestRunner:
         with ThreadPoolExecutor(4) as ex:
             outs = list(ex.map(lambda _: runner.colorize_array(g, size=SIZE), range(4)))
         assert all(np.array_equal(o, ref) for o in outs)
+
+
+def test_bundled_default_model_colorizes_the_sample():
+    """The shipped weights load by name, match their registry hash and give colour."""
+    import tint.weights
+    from PIL import Image
+    path = tint.weights.resolve(None)
+    assert path.name == "tint-default.safetensors"
+    img = Image.open(Path(tint.__file__).parent / "samples" / "sample.jpg")
+    out = np.asarray(tint.colorize(img, device="cpu", size=128)).astype(np.float32)
+    assert out.shape[:2] == (img.height, img.width)
+    chroma = np.abs(out - out.mean(axis=2, keepdims=True)).mean()
+    assert chroma > 2.0                                     # not a gray copy of the input

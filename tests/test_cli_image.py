@@ -193,7 +193,9 @@ def test_disk_full_on_one_file(tmp_path, capsys, tiny_weights, photos, monkeypat
     assert sorted(p.name for p in out_dir.iterdir()) == ["a.jpg", "c.tif"]    # no .part left
 
 
-def test_no_default_weights_is_a_clear_error(tmp_path, capsys, photos):
+def test_no_default_weights_is_a_clear_error(tmp_path, capsys, photos, monkeypatch):
+    from tint import weights
+    monkeypatch.setattr(weights, "REGISTRY", {})               # an install without bundled weights
     code, out, err = tint(capsys, "image", photos, "-o", tmp_path / "out")
     assert code == 2 and "--weights" in err
     assert not (tmp_path / "out").exists()                # failed before touching anything
@@ -252,12 +254,16 @@ def test_large_photo(tmp_path, capsys, tiny_weights):
     assert time.perf_counter() - t < 120
 
 
-def test_info(capsys, tiny_weights):
+def test_info(capsys, tiny_weights, monkeypatch):
     code, out, err = tint(capsys, "info", "--weights", tiny_weights, "--device", "cpu")
     assert code == 0
     for key in ("tint", "torch", "python", "device", "config", "parameters"):
         assert key in out
     assert "tiny-darknet" in out and "random test weights" in out
+    code, out, err = tint(capsys, "info", "--device", "cpu")          # the bundled model
+    assert code == 0 and "tint-default.safetensors" in out and "temperature=1.0" in out
+    from tint import weights
+    monkeypatch.setattr(weights, "REGISTRY", {})
     code, out, err = tint(capsys, "info", "--device", "cpu")
     assert code == 0 and "no default weights" in out
 

@@ -54,6 +54,9 @@ def _gpu_hang_guard(request):
 
 # relative L2 error allowed, by storage dtype (float32 math inside every kernel)
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+# Kernels built on tl.dot: float32 operands run as TF32 on the tensor cores (about 3e-4
+# relative, seen 2.8e-4 on an H200), so float32 gets TF32's bound there.
+TOL_DOT = {**TOL, torch.float32: 1e-3}
 DTYPES = list(TOL)
 
 
@@ -302,7 +305,7 @@ def test_gpu_head_out(dtype, bins, Fc, h, w):
     got = K.head_out(x, p)
     ref = K.head_out_reference(x.float(), p.packed_weight() if bins else wt, bias, b, 0.38)
     # bins: the weights themselves are stored in dtype, hence a looser bound for the softmax
-    assert rel(got, ref) < (TOL[dtype] * (5 if bins else 1)), rel(got, ref)
+    assert rel(got, ref) < (TOL_DOT[dtype] * (5 if bins else 1)), rel(got, ref)
 
 
 @cuda
