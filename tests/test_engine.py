@@ -182,7 +182,10 @@ def test_frame_pipeline_cpu_matches_runner(tiny_weights):
 # --------------------------------------------------------------------------- GPU
 @gpu
 @pytest.mark.parametrize("backbone,output", [("vgg16", "ab"), ("vgg16", "bins"), ("tiny-darknet", "bins")])
-@pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 2e-2), ("bf16", 6e-2)])
+# fp32: cuDNN convolutions run in TF32 by PyTorch's default (cudnn.allow_tf32), in the
+# reference too, and the head-out kernel's tl.dot as well; through 13 convs that is
+# 1.2e-3 to 2.4e-3 relative (H200, 2026-11-22), so fp32 gets 5e-3, not float32's 1e-5.
+@pytest.mark.parametrize("precision,tol", [("fp32", 5e-3), ("fp16", 2e-2), ("bf16", 6e-2)])
 def test_gpu_engine_matches_fp32_model(backbone, output, precision, tol):
     from tint.bench import random_model
     m = random_model(backbone, output).cuda()          # He init: realistic activation scales
