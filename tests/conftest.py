@@ -10,12 +10,43 @@ from tint.weights import save_weights
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+GPU_TIMEOUT = 60   # seconds a GPU test may take before it counts as hung
+
+
 def pytest_collection_modifyitems(config, items):
+    gpu_items = [item for item in items if "gpu" in item.keywords]
     if not torch.cuda.is_available():
         skip = pytest.mark.skip(reason="needs a CUDA GPU")
-        for item in items:
-            if "gpu" in item.keywords:
-                item.add_marker(skip)
+        for item in gpu_items:
+            item.add_marker(skip)
+    elif config.pluginmanager.hasplugin("timeout"):
+        # A hung GPU test must not eat a whole (scarce) device call.
+        for item in gpu_items:
+            item.add_marker(pytest.mark.timeout(GPU_TIMEOUT))
+
+
+@pytest.fixture(autouse=True)
+def _gpu_hang_guard(request):
+    """Backstop without pytest-timeout, or when a C call blocks: dump every thread's
+    stack and end the process."""
+    if "gpu" not in request.keywords:
+        yield
+        return
+    import faulthandler
+    faulthandler.dump_traceback_later(2 * GPU_TIMEOUT, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: thread hand-offs cost more than the maths on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -13,36 +13,7 @@ from tint import engine as E
 from tint.model import Colorizer, ColorizerConfig
 
 
-# --------------------------------------------------------------------------- hang guards (GPU)
-# A GPU test that hangs must not eat a device call: pytest-timeout (when installed, as on
-# the GPU machine) fails it after GPU_TIMEOUT s; faulthandler is the backstop without the
-# plugin or when a C call blocks: it prints every thread's stack and ends the process.
-GPU_TIMEOUT = 60
-try:
-    import pytest_timeout  # noqa: F401
-    _TIMEOUT_MARKS = (pytest.mark.timeout(GPU_TIMEOUT),)
-except ImportError:
-    _TIMEOUT_MARKS = ()
-
-
-def gpu(f):
-    """@pytest.mark.gpu plus a per-test timeout."""
-    for m in _TIMEOUT_MARKS:
-        f = m(f)
-    return pytest.mark.gpu(f)
-
-
-@pytest.fixture(autouse=True)
-def _gpu_hang_guard(request):
-    if "gpu" not in request.keywords:
-        yield
-        return
-    import faulthandler
-    faulthandler.dump_traceback_later(2 * GPU_TIMEOUT, exit=True)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+gpu = pytest.mark.gpu          # conftest adds a per-test timeout and a hang guard
 
 
 def rel(a, b):

@@ -10,14 +10,7 @@ from tint.evaluate import (ab_l1, colorfulness, gray_baseline, load_truth, measu
 skm = pytest.importorskip("skimage.metrics")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small images: thread hand-offs cost more than the maths on a shared CPU."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(shape, noise, seed=0):

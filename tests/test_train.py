@@ -20,13 +20,7 @@ from tint.train import (add_train_arguments, compute_loss, lr_factor, rebalance_
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: thread hand-offs cost more than the maths on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _photo(rng, h, w):
