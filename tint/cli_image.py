@@ -273,10 +273,28 @@ def run_info(args) -> int:
         params = sum(p.numel() for p in Colorizer(config).parameters())
         rows += [("weights", f"{path} ({path.stat().st_size / 1e6:.1f} MB)"),
                  ("config", ", ".join(f"{k}={v}" for k, v in config.to_dict().items())),
-                 ("meta", ", ".join(f"{k}={v}" for k, v in sorted(meta.items())) or "(none)"),
+                 *_meta_rows(meta),
                  ("parameters", f"{params:,}"),
                  ("working size", str(args.size or config.size))]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     return 0
+
+
+def _meta_rows(meta: dict) -> list[tuple[str, str]]:
+    """The metadata a person reads first; nested training details (args, data) are summarized."""
+    if not meta:
+        return [("meta", "(none)")]
+    rows = [(k, str(meta[k])) for k in ("name", "description", "data_terms", "note") if k in meta]
+    ev = meta.get("dev_eval")
+    if isinstance(ev, dict) and "psnr" in ev:
+        rows.append(("dev eval", f"PSNR {ev['psnr']:.2f} dB (gray {ev.get('gray_psnr', float('nan')):.2f}), "
+                                 f"colorfulness {ev.get('colorfulness', 0):.1f} "
+                                 f"(truth {ev.get('colorfulness_truth', 0):.1f})"))
+    if "steps" in meta:
+        rows.append(("training", f"{meta.get('trained_with', '?')}, {meta['steps']} steps, "
+                                 f"{(meta.get('data') or {}).get('images', '?')} images"))
+    rest = sorted(set(meta) - {"name", "description", "data_terms", "note", "dev_eval", "steps"})
+    rows.append(("meta keys", ", ".join(rest) or "(none)"))
+    return rows
