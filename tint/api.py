@@ -119,17 +119,18 @@ class Runner:
 
     def __init__(self, weights: str | os.PathLike | None = None, *, device="auto",
                  size: int | None = None, precision: str = "auto"):
+        # Arguments first: a typo should not cost a model load.
+        if size is not None and int(size) < 16:
+            raise TintError(f"working size must be at least 16, got {size}")
+        if precision not in ("auto", "fp32", "fp16", "bf16"):
+            raise TintError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
         self.device = pick_device(device)
         self.weights_path = resolve(weights)
         self.model, self.meta = load_weights(self.weights_path, device=self.device)
         self.config = self.model.config
         self.size = int(size or self.config.size)
-        if self.size < 16:
-            raise TintError(f"working size must be at least 16, got {self.size}")
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "fp32"
-        if precision not in ("fp32", "fp16", "bf16"):
-            raise TintError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
         self.precision = precision
         self._network = self._build_network()
         self._lock = threading.Lock()
