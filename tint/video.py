@@ -465,7 +465,7 @@ def open_input(path) -> VideoInput:
             raise TintError(f"{path}: no video stream (it holds {', '.join(kinds)})")
         vs = container.streams.video[0]
         cc = vs.codec_context
-        if cc is None or not vs.codec_context.name or not _has_decoder(av, cc.name):
+        if cc is None or not vs.codec_context.name or not _has_codec(av, cc.name, "r"):
             name = getattr(getattr(vs, "codec", None), "name", None) or "unknown"
             raise TintError(f"{path}: video codec {name!r} cannot be decoded by this FFmpeg build")
         if not vs.width or not vs.height:
@@ -485,9 +485,10 @@ def open_input(path) -> VideoInput:
         raise
 
 
-def _has_decoder(av, name: str) -> bool:
+def _has_codec(av, name: str, mode: str) -> bool:
+    """Whether this FFmpeg build has the decoder (mode "r") or encoder ("w") ``name``."""
     try:
-        av.codec.Codec(name, "r")
+        av.codec.Codec(name, mode)
         return True
     except Exception:
         return False
@@ -604,10 +605,10 @@ def output_spec(out: Path, codec: str | None = None, quality: int | None = None,
                         f"{', '.join(CONTAINERS)}")
     fmt, preferred, audio = CONTAINERS[suffix]
     if codec is None:
-        codec = next((c for c in preferred if _has_encoder(av, c)), None)
+        codec = next((c for c in preferred if _has_codec(av, c, "w")), None)
         if codec is None:
             raise TintError(f"this FFmpeg build has none of the encoders {', '.join(preferred)} for {suffix}")
-    elif not _has_encoder(av, codec):
+    elif not _has_codec(av, codec, "w"):
         raise TintError(f"video encoder {codec!r} is not in this FFmpeg build")
     key, default_q, fixed = ENCODERS.get(codec, (None, None, {}))
     options = dict(fixed)
@@ -625,14 +626,6 @@ def output_spec(out: Path, codec: str | None = None, quality: int | None = None,
             raise TintError(f"unknown --preset {preset!r}; use one of {', '.join(X264_PRESETS)}")
         options["preset"] = preset
     return OutputSpec(fmt, codec, options, audio)
-
-
-def _has_encoder(av, name: str) -> bool:
-    try:
-        av.codec.Codec(name, "w")
-        return True
-    except Exception:
-        return False
 
 
 def _supported(av_container, fmt: str) -> set:
@@ -979,7 +972,7 @@ class _AudioTranscoder:
     """Decode one audio stream and encode it with the container's fallback codec."""
 
     def __init__(self, av, out, s, candidates):
-        codec = next((c for c in candidates if _has_encoder(av, c)), None)
+        codec = next((c for c in candidates if _has_codec(av, c, "w")), None)
         if codec is None:
             raise TintError(f"audio stream #{s.index} ({_codec_name(s)}) needs re-encoding but "
                             f"this FFmpeg build has none of {', '.join(candidates)}")
