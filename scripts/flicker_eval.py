@@ -64,10 +64,17 @@ def read_clip(path: Path, seconds: float, start: float = 0.0):
     return np.stack(color), np.stack(gray)
 
 
+def remap(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Backward warp on the host: out(x) = img(x + flow(x)), bilinear, edges replicated."""
+    import cv2
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def flows(gt: np.ndarray):
     """For t >= 1: backward flow (t -> t-1) and the Ruder/Lai non-occlusion mask, from ground truth."""
     import cv2
-    from tint.stabilize import remap
     g = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in gt]
     out = []
     for t in range(1, len(g)):
@@ -87,7 +94,6 @@ def flows(gt: np.ndarray):
 
 def warp_error(video: np.ndarray, motion) -> tuple[float, float]:
     """(E_warp as in Lai et al. 2018, masked mean absolute difference), RGB in [0, 1]."""
-    from tint.stabilize import remap
     sq, ab = [], []
     for t, (back, mask) in enumerate(motion, start=1):
         cur = video[t].astype(np.float32) / 255
@@ -104,7 +110,6 @@ def chroma_warp_error(video: np.ndarray, motion) -> float:
     """Masked mean |ab_t - warp(ab_{t-1})| in Lab units: the colour part of the warp error
     (the outputs share the input's lightness, so this is where they can differ)."""
     from tint.color import rgb_to_lab
-    from tint.stabilize import remap
 
     def ab(f):
         return rgb_to_lab(torch.from_numpy(f).permute(2, 0, 1).float()[None] / 255)[0, 1:].permute(1, 2, 0).numpy()

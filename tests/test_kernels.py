@@ -189,6 +189,37 @@ def _interpret_checks() -> dict:
     w, b = torch.randn(2, 3, 3, 3), torch.randn(2)
     p = K.HeadOutParams(w, b, None, 1.0, torch.float32)
     res["head_out nchw F3 5x7"] = rel(K.head_out(x, p), K.head_out_reference(x, w, b))
+    res.update(_interpret_conv_checks())
+    return res
+
+
+def _interpret_conv_checks() -> dict:
+    """Stem and narrow 3x3 convs (fp16, as the engine runs them) vs their float32 references."""
+    res = {}
+    g = torch.Generator().manual_seed(0)
+    for act, co in (("relu", 64), ("leaky", 16)):
+        w, b = torch.randn(co, 8, 3, 3, generator=g) * 0.3, torch.randn(co, generator=g)
+        w[:, 2:] = 0                                                  # engine padding of [gray, ones]
+        p = K.StemParams(w.half(), b.half(), act)
+        for (B, H, W) in ((1, 1, 1), (2, 17, 33)):
+            L = torch.rand(B, 1, H, W, generator=g) * 100
+            got = K.stem_conv(L, p)
+            ok = got.is_contiguous(memory_format=torch.channels_last) and got.dtype == torch.float16
+            res[f"conv stem {act} {H}x{W}"] = rel(got.float(), K.stem_conv_reference(L, w, b, act)) + (not ok)
+    for ci, co in ((64, 8), (16, 32), (3, 5)):
+        w, b = torch.randn(co, ci, 3, 3, generator=g) * 0.2, torch.randn(co, generator=g)
+        p = K.NarrowConvParams(w.half(), b.half())
+        for (B, h, wd) in ((1, 1, 1), (2, 9, 17)):
+            x = torch.randn(B, ci, 2 * h, 2 * wd, generator=g).half().contiguous(memory_format=torch.channels_last)
+            L = torch.rand(B, 1, 2 * h, 2 * wd, generator=g) * 100
+            res[f"conv narrow {ci}->{co} {h}x{wd}"] = rel(K.conv3x3(x, p).float(),
+                                                         K.conv3x3_reference(x.float(), w, b))
+            res[f"conv narrow+gray {ci}->{co} {h}x{wd}"] = rel(K.conv3x3(x, p, L=L).float(),
+                                                              K.conv3x3_reference(x.float(), w, b, L=L))
+            xc = torch.randn(B, ci, h, wd, generator=g).half().contiguous(memory_format=torch.channels_last)
+            s, t = torch.rand(ci, generator=g) + 0.5, torch.randn(ci, generator=g)
+            res[f"conv step {ci}->{co} {h}x{wd}"] = rel(K.step_conv3x3(xc, x, s, t, p).float(),
+                                                       K.step_conv3x3_reference(xc.float(), x.float(), s, t, w, b))
     return res
 
 
@@ -203,6 +234,7 @@ def test_kernels_under_triton_interpreter():
     res = json.loads(r.stdout.strip().splitlines()[-1])
     for name, err in res.items():
         limit = 1 if name.startswith("join") else (1e-3 if name.startswith("lightness") else 1e-5)
+        limit = 4e-3 if name.startswith("conv") else limit           # fp16 storage and dots
         limit = 0.0 if name.startswith("pool") else limit           # max-pool is exact
         assert err <= limit, (name, err)
 
@@ -287,6 +319,38 @@ def test_gpu_max_pool(dtype, shape):
     y = K.max_pool2x2(x)
     assert y.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(y, F.max_pool2d(x, 2))                         # max is exact
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("act,co", [("relu", 64), ("leaky", 16)])
+@pytest.mark.parametrize("B,H,W", [(1, 1, 1), (2, 17, 33), (1, 1081, 1921), (3, 512, 512)])
+def test_gpu_stem_conv(dtype, act, co, B, H, W):
+    w, b = torch.randn(co, 8, 3, 3, device="cuda") * 0.3, torch.randn(co, device="cuda")
+    w[:, 2:] = 0
+    p = K.StemParams(w.to(dtype), b.to(dtype), act)
+    L = torch.rand(B, 1, H, W, device="cuda") * 100
+    got = K.stem_conv(L, p)
+    assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
+    assert rel(got.float(), K.stem_conv_reference(L, w, b, act)) < TOL_DOT[dtype]
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("ci,co", [(64, 8), (8, 8), (16, 32), (32, 32), (3, 5)])
+@pytest.mark.parametrize("B,h,w", [(1, 1, 1), (2, 9, 17), (1, 540, 961), (2, 256, 256)])
+def test_gpu_narrow_convs(dtype, ci, co, B, h, w):
+    w_, b = torch.randn(co, ci, 3, 3, device="cuda") * (2.0 / (9 * ci)) ** 0.5, torch.randn(co, device="cuda")
+    p = K.NarrowConvParams(w_.to(dtype), b.to(dtype))
+    xc = torch.randn(B, ci, h, w, device="cuda").to(dtype).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(B, ci, 2 * h, 2 * w, device="cuda").to(dtype).contiguous(memory_format=torch.channels_last)
+    L = torch.rand(B, 1, 2 * h, 2 * w, device="cuda") * 100
+    s, t = torch.rand(ci, device="cuda") + 0.5, torch.randn(ci, device="cuda")
+    for got, ref in ((K.conv3x3(x, p), K.conv3x3_reference(x.float(), w_, b)),
+                     (K.conv3x3(x, p, L=L), K.conv3x3_reference(x.float(), w_, b, L=L)),
+                     (K.step_conv3x3(xc, x, s, t, p), K.step_conv3x3_reference(xc.float(), x.float(), s, t, w_, b))):
+        assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
+        assert rel(got.float(), ref) < TOL_DOT[dtype], rel(got.float(), ref)
 
 
 @cuda

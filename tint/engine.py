@@ -46,7 +46,10 @@ MAX_GRAPHS = 16         # per engine; the least recently used is dropped past th
 #   fuse_conv_relu   None: cuDNN's conv+bias+ReLU when the start-up check passes; False: conv, then ReLU
 #   cudnn_benchmark  autotune cuDNN's algorithms during the graph warm-up (off: heuristics)
 #   gpu_layout       channels_last + channels padded to 8 (False: NCHW, unpadded; for comparison)
-DEFAULTS = {"fuse_conv_relu": None, "cudnn_benchmark": True, "gpu_layout": None}
+#   triton_convs     Triton for the convs cuDNN runs badly: the stem (conv1 built from L in
+#                    registers) and the narrow full-resolution head convs (last merge fused
+#                    with its head step, refine fused with "+ gray"); False: cuDNN for all
+DEFAULTS = {"fuse_conv_relu": None, "cudnn_benchmark": True, "gpu_layout": None, "triton_convs": True}
 
 
 # --------------------------------------------------------------------------- folding
@@ -119,7 +122,7 @@ class FastColorizer(torch.nn.Module):
     """
 
     def __init__(self, model: Colorizer, dtype: torch.dtype = torch.float32, fuse_conv_relu: bool | None = None,
-                 gpu_layout: bool | None = None):
+                 gpu_layout: bool | None = None, triton_convs: bool = DEFAULTS["triton_convs"]):
         super().__init__()
         model = copy.deepcopy(model).float().eval()
         dev = next(model.parameters()).device
@@ -185,6 +188,14 @@ class FastColorizer(torch.nn.Module):
         else:
             bins = model.bins.float()
         self.out = K.HeadOutParams(wo.to(dev), bo.to(dev), bins, model.config.temperature, dtype)
+        # Triton replacements, used only where their kernel runs (CUDA, 16-bit, dense NHWC);
+        # elsewhere the cuDNN/reference path above runs, so CPU tests check the same folding.
+        self.triton_convs = bool(triton_convs) and gpu_layout
+        act0 = self.plan[0][2]
+        w0, b0, _ = self.convs[0]
+        self.stem = K.StemParams(w0, b0, act0) if self.triton_convs else None
+        self.narrow = [K.NarrowConvParams(*m[:2]) if self.triton_convs else None for m in self.merges]
+        self.narrow_refine = K.NarrowConvParams(*self.refine[:2]) if self.triton_convs else None
         self.fuse_conv_relu = self._check_fused_relu() if fuse_conv_relu is None else fuse_conv_relu
 
     def _param(self, w, b):
@@ -219,9 +230,9 @@ class FastColorizer(torch.nn.Module):
             return F.leaky_relu_(y, 0.1)
         return y
 
-    def encode(self, x):
+    def encode(self, x, start: int = 0):
         taps = []
-        for op in self.plan:
+        for op in self.plan[start:]:
             if op[0] == "conv":
                 x = self.conv(x, op[1], op[2])
             elif op[0] == "pool":
@@ -235,17 +246,33 @@ class FastColorizer(torch.nn.Module):
         """L (B, 1, h, w) float in [0, 100] -> ab (B, 2, h, w) float32."""
         B, _, h, w = L.shape
         gray = (L / 100.0).to(self.dtype)
-        x = torch.zeros(B, self.in_channels, h, w, device=L.device, dtype=self.dtype)
-        x = x.contiguous(memory_format=self.memory_format)
-        x[:, 0:1] = gray
-        x[:, 1] = 1.0                                            # the ones plane
-        taps = self.encode(x)                                    # shallow .. deep
+        if self._fast(self.stem, L):
+            taps = self.encode(K.stem_conv(L, self.stem), start=1)      # conv1 from L in registers
+        else:
+            x = torch.zeros(B, self.in_channels, h, w, device=L.device, dtype=self.dtype)
+            x = x.contiguous(memory_format=self.memory_format)
+            x[:, 0:1] = gray
+            x[:, 1] = 1.0                                        # the ones plane
+            taps = self.encode(x)                                # shallow .. deep
         x = self.conv(taps[-1], self.reduce)                     # BN folded in
         for i, m in enumerate(self.merges):
             t = len(taps) - 2 - i
-            x = self.conv(K.head_step(x, taps[t], *self.tap_affine[t]), m, "relu")
-        x = self.conv(x + gray, self.refine, "relu")             # (B, final_width (padded), h, w)
+            if self._fast(self.narrow[i], x):
+                x = K.step_conv3x3(x, taps[t], *self.tap_affine[t], self.narrow[i])
+            else:
+                x = self.conv(K.head_step(x, taps[t], *self.tap_affine[t]), m, "relu")
+        if self._fast(self.narrow_refine, x):
+            x = K.conv3x3(x, self.narrow_refine, L=L)            # (x + gray) read, never stored
+        else:
+            x = self.conv(x + gray, self.refine, "relu")         # (B, final_width (padded), h, w)
         return K.head_out(x, self.out)
+
+    @staticmethod
+    def _fast(p, t: torch.Tensor) -> bool:
+        """Whether a Triton replacement ``p`` runs here (else the cuDNN/reference path)."""
+        if p is None or not K.triton_enabled(t, p.w_packed):
+            return False
+        return K.stem_fast_ok(p) if isinstance(p, K.StemParams) else K.narrow_ok(p)
 
 
 # --------------------------------------------------------------------------- engine
@@ -286,12 +313,13 @@ class Engine:
 
     def __init__(self, model: Colorizer, precision: str = "fp16", graphs: bool | None = None,
                  max_batch: int = MAX_BATCH, fuse_conv_relu: bool | None = DEFAULTS["fuse_conv_relu"],
-                 cudnn_benchmark: bool = DEFAULTS["cudnn_benchmark"], gpu_layout: bool | None = DEFAULTS["gpu_layout"]):
+                 cudnn_benchmark: bool = DEFAULTS["cudnn_benchmark"], gpu_layout: bool | None = DEFAULTS["gpu_layout"],
+                 triton_convs: bool = DEFAULTS["triton_convs"]):
         if precision not in DTYPES:
             raise ValueError(f"precision must be one of {', '.join(DTYPES)}, got {precision!r}")
         self.precision = precision
         self.cudnn_benchmark = bool(cudnn_benchmark)
-        self.net = FastColorizer(model, DTYPES[precision], fuse_conv_relu, gpu_layout)
+        self.net = FastColorizer(model, DTYPES[precision], fuse_conv_relu, gpu_layout, triton_convs)
         self.device = self.net.device
         self.multiple = self.net.multiple
         self.config = self.net.config
@@ -304,6 +332,7 @@ class Engine:
     def describe(self) -> dict:
         return {"precision": self.precision, "graphs": self.graphs,
                 "fused_conv_relu": self.net.fuse_conv_relu, "cudnn_benchmark": self.cudnn_benchmark,
+                "triton_convs": self.net.triton_convs,
                 "channels_last": self.net.memory_format == torch.channels_last,
                 "triton": K.triton_enabled(torch.empty(0, device=self.device)),
                 "graphs_cached": [list(k) for k in self._cache]}

@@ -680,3 +680,247 @@ def head_out(x: torch.Tensor, p: HeadOutParams, out: torch.Tensor | None = None)
         F_=Fc, F_USED=p.F_used, FP=p.FP, COLS=p.cols, QC=HEAD_OUT_QC, NQ=p.NQ, BINS=p.bins is not None,
         BLOCK_P=BLOCK_P, PREC=p.prec, num_warps=warps)
     return out
+
+
+# =========================================================================== (f) stem conv
+# The first conv sees [gray, ones] (two planes, see model.VGG16Encoder) padded to 8
+# channels for cuDNN, which then runs a 128x32x16 "indexed" kernel at ~3 % of the tensor
+# cores' rate: at 512^2 conv1_1 cost more than conv1_2.  Here its input is built in
+# registers straight from L: a 16-wide patch (9 taps + zero rows) of gray and of the
+# inside-the-image mask (the ones plane under zero padding), two small dots, bias,
+# activation, one NHWC write.  No 8-channel input tensor exists at all.
+ACTS = {"relu": 0, "leaky": 1, None: 2}
+LEAKY_SLOPE = 0.1
+
+
+def _act(y: torch.Tensor, act: str | None) -> torch.Tensor:
+    if act == "relu":
+        return F.relu(y)
+    if act == "leaky":
+        return F.leaky_relu(y, LEAKY_SLOPE)
+    return y
+
+
+def stem_conv_reference(L: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, act: str | None) -> torch.Tensor:
+    """L (B, 1, h, w) in [0, 100] -> act(conv3x3([L / 100, 1, 0...], weight) + bias), zero
+    padding; weight (Cout, Cin >= 2, 3, 3): plane 0 sees gray, plane 1 the ones plane, the
+    rest zeros.  Computed in weight's dtype."""
+    gray = (L / 100.0).to(weight.dtype)
+    x = torch.zeros(L.shape[0], weight.shape[1], *L.shape[2:], dtype=weight.dtype, device=L.device)
+    x[:, 0:1] = gray
+    x[:, 1] = 1.0
+    return _act(F.conv2d(x, weight, bias.to(weight.dtype), padding=1), act)
+
+
+class StemParams:
+    """The first conv laid out for ``_stem_kernel``: (2, 16, Cout) [plane, tap, out], taps
+    9..15 zero; ``weight``/``bias`` kept for the reference."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, act: str | None):
+        if act not in ACTS:
+            raise ValueError(f"stem activation must be one of {list(ACTS)}, got {act!r}")
+        co = weight.shape[0]
+        self.weight, self.bias, self.act = weight, bias, act
+        self.cout = co
+        wk = weight.detach()[:, :2].float().reshape(co, 2, 9).permute(1, 2, 0)    # (2, 9, Cout)
+        wp = torch.zeros(2, 16, co, dtype=torch.float32, device=weight.device)
+        wp[:, :9] = wk
+        self.w_packed = wp.to(weight.dtype).contiguous()
+        self.b_packed = bias.detach().float().contiguous()
+
+
+if HAVE_TRITON:
+    @triton.jit
+    def _stem_kernel(L_ptr, w_ptr, b_ptr, o_ptr, H, W, slope,
+                     COUT: tl.constexpr, ACT: tl.constexpr, BLOCK_P: tl.constexpr):
+        row = tl.program_id(0)                                   # b * H + y
+        b = row // H
+        y = row % H
+        xs = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        k = tl.arange(0, 16)
+        yy = y + (k // 3 - 1)                                     # (16,)
+        xx = xs[:, None] + (k % 3 - 1)[None, :]                    # (P, 16)
+        ok = ((k < 9) & (yy >= 0) & (yy < H))[None, :] & (xx >= 0) & (xx < W)
+        src = L_ptr + b.to(tl.int64) * H * W
+        g = tl.load(src + yy[None, :] * W + xx, ok, other=0.0) * 0.01
+        n = tl.arange(0, COUT)
+        wg = tl.load(w_ptr + k[:, None] * COUT + n[None, :])
+        w1 = tl.load(w_ptr + (16 + k[:, None]) * COUT + n[None, :])
+        acc = tl.dot(g.to(wg.dtype), wg)
+        acc = tl.dot(ok.to(wg.dtype), w1, acc)
+        acc += tl.load(b_ptr + n)[None, :]
+        if ACT == 0:
+            acc = tl.maximum(acc, 0.0)
+        elif ACT == 1:
+            acc = tl.where(acc > 0, acc, acc * slope)
+        o = o_ptr + (row.to(tl.int64) * W + xs[:, None]) * COUT + n[None, :]
+        tl.store(o, acc.to(o_ptr.dtype.element_ty), (xs < W)[:, None])
+
+
+def stem_fast_ok(p: StemParams) -> bool:
+    """The kernel needs a power-of-two Cout of at least 16 (tl.dot) and a 16-bit dtype."""
+    co = p.cout
+    return co >= 16 and co & (co - 1) == 0 and p.w_packed.dtype in (torch.float16, torch.bfloat16)
+
+
+def stem_conv(L: torch.Tensor, p: StemParams) -> torch.Tensor:
+    """``stem_conv_reference`` -> (B, Cout, h, w); fast path output channels_last."""
+    if L.dim() != 4 or L.shape[1] != 1:
+        raise ValueError(f"stem_conv: expected L (B, 1, h, w), got {tuple(L.shape)}")
+    if not triton_enabled(L, p.w_packed) or not stem_fast_ok(p) or L.numel() == 0:
+        return stem_conv_reference(L, p.weight, p.bias, p.act)
+    B, _, H, W = L.shape
+    L = L.float().contiguous()
+    out = torch.empty(B, p.cout, H, W, dtype=p.w_packed.dtype, device=L.device, memory_format=torch.channels_last)
+    BLOCK_P = min(128, max(16, triton.next_power_of_2(W)))
+    _stem_kernel[(B * H, triton.cdiv(W, BLOCK_P))](L, p.w_packed, p.b_packed, out, H, W, LEAKY_SLOPE,
+                                                   COUT=p.cout, ACT=ACTS[p.act], BLOCK_P=BLOCK_P, num_warps=4)
+    return out
+
+
+# =========================================================================== (g) narrow 3x3 conv
+# The head's last merge (vgg16: 64 -> 3, padded 8) and refine (8 -> 8) run at full working
+# resolution with a handful of output channels; cuDNN's kernels for N = 8 reach a few
+# TFLOP/s there (2.3 ms of a 12.9 ms batch at 512^2, B = 32).  The job is memory bound: read
+# the input once, write a few channels.  Same tiling as _head_out_kernel: 9 taps, each a
+# (BLOCK_P, CP) NHWC tile, tl.dot into (BLOCK_P, NP).  Optional prologues, so tensors that
+# exist only to be read once are never written:
+#   STEP: the input is head_step(x, tap, scale, shift), computed per tap from the coarse x
+#         (4 bilinear gathers) and the tap (the 64-channel full-res sum never hits memory);
+#   GRAY: the input is x + L / 100 (refine's ``x + gray``).
+def conv3x3_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, relu: bool = True,
+                      L: torch.Tensor | None = None) -> torch.Tensor:
+    """relu(conv3x3(x [+ L / 100], weight) + bias), zero padding, in x's dtype."""
+    if L is not None:
+        x = x + (L / 100.0).to(x.dtype)
+    y = F.conv2d(x, weight.to(x.dtype), bias.to(x.dtype), padding=1)
+    return F.relu(y) if relu else y
+
+
+def step_conv3x3_reference(x, tap, scale, shift, weight, bias, relu: bool = True) -> torch.Tensor:
+    """conv3x3(head_step(x, tap, scale, shift)): the head's merge, unfused."""
+    return conv3x3_reference(head_step_reference(x, tap, scale, shift), weight, bias, relu)
+
+
+class NarrowConvParams:
+    """A 3x3 conv with few output channels laid out for ``_conv3x3_kernel``: (9, CP, NP)
+    [tap, in, out] in dtype, CP/NP the channel counts rounded up to powers of two >= 16."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, relu: bool = True):
+        co, ci = weight.shape[:2]
+        self.weight, self.bias, self.relu = weight, bias, relu
+        self.cin, self.cout = ci, co
+        self.CP = max(16, 1 << (ci - 1).bit_length())
+        self.NP = max(16, 1 << (co - 1).bit_length())
+        wp = torch.zeros(9, self.CP, self.NP, dtype=torch.float32, device=weight.device)
+        wp[:, :ci, :co] = weight.detach().float().permute(2, 3, 1, 0).reshape(9, ci, co)
+        self.w_packed = wp.to(weight.dtype).contiguous()
+        bp = torch.zeros(self.NP, dtype=torch.float32, device=weight.device)
+        bp[:co] = bias.detach().float()
+        self.b_packed = bp
+
+
+NARROW_MAX_OUT = 32        # wider convs stay with cuDNN, which is efficient there
+
+
+def narrow_ok(p: NarrowConvParams) -> bool:
+    return p.cout <= NARROW_MAX_OUT and p.cin <= 128 and p.w_packed.dtype in (torch.float16, torch.bfloat16)
+
+
+if HAVE_TRITON:
+    @triton.jit
+    def _conv3x3_kernel(x_ptr, t_ptr, s_ptr, sh_ptr, g_ptr, w_ptr, b_ptr, o_ptr, H, W, hx, wx,
+                        CIN: tl.constexpr, CP: tl.constexpr, COUT: tl.constexpr, NP: tl.constexpr,
+                        STEP: tl.constexpr, GRAY: tl.constexpr, RELU: tl.constexpr, BLOCK_P: tl.constexpr):
+        row = tl.program_id(0)                                   # b * H + y
+        b = row // H
+        y = row % H
+        xs = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        c = tl.arange(0, CP)
+        n = tl.arange(0, NP)
+        mc = (c < CIN)[None, :]
+        acc = tl.zeros((BLOCK_P, NP), tl.float32)
+        for k in tl.static_range(9):
+            yy = y + (k // 3 - 1)
+            xx = xs + (k % 3 - 1)
+            wl = tl.where((yy >= 0) & (yy < H), W, 0)            # row outside: all masked
+            mp = (xx >= 0) & (xx < wl)
+            mk = mp[:, None] & mc
+            if STEP:
+                # head_step at (yy, xx): bilinear up2 of the coarse map (half-pixel centres,
+                # clamped, as F.interpolate) + tap * scale + shift; zero outside the image
+                # (the conv's padding), not the shift
+                yc = tl.minimum(tl.maximum(yy, 0), H - 1)
+                xc = tl.minimum(tl.maximum(xx, 0), W - 1)
+                sy = tl.maximum(0.5 * (yc.to(tl.float32) + 0.5) - 0.5, 0.0)
+                y0 = tl.minimum(sy.to(tl.int32), hx - 1)
+                y1 = tl.minimum(y0 + 1, hx - 1)
+                ly = sy - y0.to(tl.float32)
+                sx = tl.maximum(0.5 * (xc.to(tl.float32) + 0.5) - 0.5, 0.0)
+                x0 = tl.minimum(sx.to(tl.int32), wx - 1)
+                x1 = tl.minimum(x0 + 1, wx - 1)
+                lx = (sx - x0.to(tl.float32))[:, None]
+                r0 = x_ptr + (b.to(tl.int64) * hx + y0) * wx * CIN
+                r1 = x_ptr + (b.to(tl.int64) * hx + y1) * wx * CIN
+                cb = c[None, :]
+                top = (1.0 - lx) * tl.load(r0 + x0[:, None] * CIN + cb, mk, other=0.0).to(tl.float32) \
+                    + lx * tl.load(r0 + x1[:, None] * CIN + cb, mk, other=0.0).to(tl.float32)
+                bot = (1.0 - lx) * tl.load(r1 + x0[:, None] * CIN + cb, mk, other=0.0).to(tl.float32) \
+                    + lx * tl.load(r1 + x1[:, None] * CIN + cb, mk, other=0.0).to(tl.float32)
+                t = tl.load(t_ptr + ((b.to(tl.int64) * H + yy) * W + xx)[:, None] * CIN + cb, mk,
+                            other=0.0).to(tl.float32)
+                s = tl.load(s_ptr + c, c < CIN, other=0.0)
+                sh = tl.load(sh_ptr + c, c < CIN, other=0.0)
+                u = (1.0 - ly) * top + ly * bot + t * s[None, :] + sh[None, :]
+                # round where the unfused path stores head_step's output in the tap's dtype
+                v = tl.where(mk, u, 0.0).to(t_ptr.dtype.element_ty)
+            else:
+                v = tl.load(x_ptr + ((b.to(tl.int64) * H + yy) * W + xx)[:, None] * CIN + c[None, :], mk,
+                            other=0.0)
+            if GRAY:
+                gv = tl.load(g_ptr + (b.to(tl.int64) * H + yy) * W + xx, mp, other=0.0) * 0.01
+                v = (v + gv.to(v.dtype)[:, None])             # as x + gray in x's dtype
+            wt = tl.load(w_ptr + (k * CP + c)[:, None] * NP + n[None, :])
+            acc = tl.dot(v.to(wt.dtype), wt, acc)
+        acc += tl.load(b_ptr + n)[None, :]
+        if RELU:
+            acc = tl.maximum(acc, 0.0)
+        o = o_ptr + (row.to(tl.int64) * W + xs[:, None]) * COUT + n[None, :]
+        tl.store(o, acc.to(o_ptr.dtype.element_ty), (xs < W)[:, None] & (n < COUT)[None, :])
+
+
+def _narrow(x, p: NarrowConvParams, H, W, B, step=None, L=None):
+    out = torch.empty(B, p.cout, H, W, dtype=p.w_packed.dtype, device=x.device, memory_format=torch.channels_last)
+    t, s, sh = step if step is not None else (x, p.b_packed, p.b_packed)
+    g = L.float().contiguous() if L is not None else p.b_packed
+    hx, wx = x.shape[2:]
+    BLOCK_P = min(64 if step is not None else 128, max(16, triton.next_power_of_2(W)))
+    _conv3x3_kernel[(B * H, triton.cdiv(W, BLOCK_P))](
+        x, t, s, sh, g, p.w_packed, p.b_packed, out, H, W, hx, wx,
+        CIN=p.cin, CP=p.CP, COUT=p.cout, NP=p.NP, STEP=step is not None, GRAY=L is not None,
+        RELU=p.relu, BLOCK_P=BLOCK_P, num_warps=8 if step is not None else 4)
+    return out
+
+
+def conv3x3(x: torch.Tensor, p: NarrowConvParams, L: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv3x3_reference(x, p.weight, p.bias, p.relu, L)``; fast path: x dense channels_last
+    in the weights' dtype, output channels_last."""
+    B, ci, H, W = x.shape
+    if ci != p.cin:
+        raise ValueError(f"conv3x3: x has {ci} channels, weights expect {p.cin}")
+    if (not triton_enabled(x, p.w_packed) or not narrow_ok(p) or x.dtype != p.w_packed.dtype
+            or not nhwc_contiguous(x) or x.numel() == 0):
+        return conv3x3_reference(x, p.weight, p.bias, p.relu, L)
+    return _narrow(x, p, H, W, B, L=L)
+
+
+def step_conv3x3(x: torch.Tensor, tap: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+                 p: NarrowConvParams) -> torch.Tensor:
+    """conv3x3(head_step(x, tap, scale, shift), p) with the head step computed on the fly."""
+    B, C, h, w = x.shape
+    if tap.shape != (B, C, 2 * h, 2 * w) or C != p.cin:
+        raise ValueError(f"step_conv3x3: x {tuple(x.shape)}, tap {tuple(tap.shape)}, weights expect {p.cin}")
+    if (not triton_enabled(x, tap, p.w_packed) or not narrow_ok(p) or tap.dtype != p.w_packed.dtype
+            or x.dtype != tap.dtype or not nhwc_contiguous(tap) or tap.numel() == 0):
+        return conv3x3(head_step(x, tap, scale, shift), p)
+    return _narrow(_nhwc(x), p, 2 * h, 2 * w, B, step=(tap, scale.float().contiguous(), shift.float().contiguous()))

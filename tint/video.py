@@ -1,8 +1,7 @@
 """``tint video``: colorize a film; frame count, timestamps, audio and subtitles kept.
 
     decode thread: luma (Y plane) of each frame -> pinned batch buffers
-      -> [flow thread: working-size lightness, optical flow for the stabilizer (host)]
-      -> device thread: async H2D, LUT -> L, network, stabilizer blend, join, -> yuv420p
+      -> device thread: async H2D, LUT -> L, network, stabilizer (flow + blend), join, -> yuv420p
          planes, async D2H into pinned buffers (one CUDA stream, no host sync)
       -> encode thread: planes straight into the encoder -> closed segments in a work dir
     at the end: segments + the input's audio/subtitle packets, remuxed (no re-encode) ──> OUT
@@ -221,7 +220,7 @@ def colorize_frames(runner, frames: np.ndarray, *, size: int | None = None, stab
 
     The same building blocks as ``Runner.colorize_tensor`` (lightness, working size,
     ``Runner.chroma``, ``join_chroma``), with the stabilizer, if any, applied to the
-    working-size chroma.  Its flow runs on the host while the device runs the network.
+    working-size chroma on the same device.
     """
     from .api import join_chroma, resize_lightness
     from .color import rgb_to_lightness
@@ -231,12 +230,9 @@ def colorize_frames(runner, frames: np.ndarray, *, size: int | None = None, stab
     x = torch.from_numpy(np.ascontiguousarray(frames)).to(runner.device)
     L = rgb_to_lightness(x.permute(0, 3, 1, 2).float() / 255.0)                   # (B, 1, H, W)
     L_work = resize_lightness(L, runner.working_shape(H, W, size))                 # (B, 1, h, w)
-    if stabilizer is None:
-        ab = runner.chroma(L_work)
-    else:
-        L_host = L_work.cpu()                    # small; waits only for the upload and L
-        ab = runner.chroma(L_work)               # queued on the device ...
-        ab = stabilizer.apply(ab, stabilizer.estimate(L_host))   # ... while the host finds the flow
+    ab = runner.chroma(L_work)
+    if stabilizer is not None:
+        ab = stabilizer(ab, L_work.to(ab.device))
     rgb = join_chroma(L, ab.to(L.device))                                          # (B, 3, H, W)
     return (rgb * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
@@ -244,11 +240,10 @@ def colorize_frames(runner, frames: np.ndarray, *, size: int | None = None, stab
 class FrameColorizer:
     """The default colorize step of ``tint video``: luma codes in, Y'CbCr planes out.
 
-    ``submit(y, out, motions)``: y uint8 (n, H, W) host luma (pinned on CUDA), out uint8
-    (n, layout.frame_bytes) host (pinned on CUDA), motions from ``flow_frames`` +
-    ``stabilizer.estimate_u8`` (or None).  On the device, in order on one stream:
+    ``submit(y, out)``: y uint8 (n, H, W) host luma (pinned on CUDA), out uint8
+    (n, layout.frame_bytes) host (pinned on CUDA).  On the device, in order on one stream:
 
-        y -> L = LUT[y] (full res) -> L at the working size -> network -> stabilizer blend
+        y -> L = LUT[y] (full res) -> L at the working size -> network -> stabilizer (flow + blend)
           -> join with L (``kernels.join_u8``: the pixels of ``Runner.colorize_tensor``)
           -> ``rgb_to_yuv`` -> async copy into ``out``
 
@@ -257,56 +252,47 @@ class FrameColorizer:
     synchronous.  No host sync on CUDA, so decode, device and encode overlap.
     """
 
-    def __init__(self, runner, layout: FrameLayout, *, size: int | None = None, stabilize: bool = True,
-                 flow_workers: int = 1):
-        from .stabilize import ChromaStabilizer, lightness_u8
+    def __init__(self, runner, layout: FrameLayout, *, size: int | None = None, stabilize: bool = True):
+        from .stabilize import ChromaStabilizer
         self.runner, self.layout = runner, layout
         self.device = runner.device
         self.cuda = self.device.type == "cuda"
         self.pin_memory = self.cuda
         self.shape = runner.working_shape(layout.height, layout.width, size)
         self.lut = lightness_lut(layout.full_range_in, self.device)
-        # luma code -> flow-estimator units (lightness_u8 of L), for the host-side flow
-        self.flow_lut = lightness_u8(lightness_lut(layout.full_range_in).numpy())
-        self.stabilizer = ChromaStabilizer(workers=flow_workers) if stabilize else None
+        self.stabilizer = ChromaStabilizer() if stabilize else None
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
 
-    def flow_frames(self, y: np.ndarray) -> list[np.ndarray]:
-        """Host: uint8 (n, H, W) luma -> n uint8 working-size lightness frames for the flow.
-        An area average of the luma, not the network's antialiased L: the flow only needs
-        a faithful small picture, and this one costs no device round trip."""
-        import cv2
-        h, w = self.shape
-        return [self.flow_lut[cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA)] for f in y]
-
     @torch.no_grad()
-    def _device(self, y: torch.Tensor, motions) -> torch.Tensor:
+    def _device(self, y: torch.Tensor) -> torch.Tensor:
         from . import kernels as K
         from .api import resize_lightness
         L = self.lut[y.int()].unsqueeze(1)                                   # (n, 1, H, W) [0, 100]
-        ab = self.runner.chroma(resize_lightness(L, self.shape))
-        if self.stabilizer is not None and motions is not None:
-            ab = self.stabilizer.apply(ab, motions)
+        L_work = resize_lightness(L, self.shape)
+        ab = self.runner.chroma(L_work)
+        if self.stabilizer is not None:
+            ab = self.stabilizer(ab, L_work.to(ab.device))
         rgb = K.join_u8(L, ab.to(L.device))                                  # (n, H, W, 3) uint8
         return rgb_to_yuv(rgb, self.layout.matrix, self.layout.pix_fmt == "yuv420p")
 
     @torch.no_grad()
-    def submit(self, y: torch.Tensor, out: torch.Tensor, motions=None):
+    def submit(self, y: torch.Tensor, out: torch.Tensor):
         if not self.cuda:
-            out.copy_(self._device(y, motions))
+            out.copy_(self._device(y))
             return None, None
+        # blocking events: a thread waiting on one sleeps instead of spinning a core that
+        # the video encoder needs
         with torch.cuda.stream(self.stream):
             yd = y.to(self.device, non_blocking=True)
-            read = torch.cuda.Event()
+            read = torch.cuda.Event(blocking=True)
             read.record(self.stream)
-            out.copy_(self._device(yd, motions), non_blocking=True)
-            done = torch.cuda.Event()
+            out.copy_(self._device(yd), non_blocking=True)
+            done = torch.cuda.Event(blocking=True)
             done.record(self.stream)
         return done, read
 
     def close(self) -> None:
-        if self.stabilizer is not None:
-            self.stabilizer.close()
+        pass
 
 
 class Passthrough:
@@ -320,7 +306,7 @@ class Passthrough:
         full = layout.full_range_in
         self.lut = None if not full else gray_to_luma_lut(False)[luma_to_gray_lut(True)]
 
-    def submit(self, y: torch.Tensor, out: torch.Tensor, motions=None):
+    def submit(self, y: torch.Tensor, out: torch.Tensor):
         Y = self.layout.height * self.layout.width
         o, yy = out.numpy(), y.numpy().reshape(y.shape[0], Y)
         if self.lut is None:
@@ -342,7 +328,7 @@ class _CallableStep:
     def __init__(self, fn, layout: FrameLayout):
         self.fn, self.layout = fn, layout
 
-    def submit(self, y, out, motions=None):
+    def submit(self, y, out):
         r = np.asarray(self.fn(y.numpy(), self.layout))
         if r.shape != tuple(out.shape) or r.dtype != np.uint8:
             raise RuntimeError(f"colorize_batch returned {r.dtype} {r.shape}, expected uint8 {tuple(out.shape)}")
@@ -362,8 +348,7 @@ def make_step(colorize_batch, layout: FrameLayout, runner=None, *, size=None, st
     if colorize_batch is None:
         if runner is None:
             raise TintError("colorize_video needs a runner or a colorize_batch")
-        workers = max(1, min(4, (os.cpu_count() or 1) // 4))
-        return FrameColorizer(runner, layout, size=size, stabilize=stabilize, flow_workers=workers)
+        return FrameColorizer(runner, layout, size=size, stabilize=stabilize)
     if isinstance(colorize_batch, str):
         if colorize_batch != PASSTHROUGH:
             raise ValueError(f"unknown colorize_batch {colorize_batch!r}")
@@ -1148,7 +1133,7 @@ def colorize_video(src, dst, *, runner=None, colorize_batch=None,
 
 def _run_pipeline(inp: VideoInput, work: WorkDir, spec: OutputSpec, step, layout: FrameLayout,
                   batch: int, segment_seconds: float, progress: bool, on_segment) -> int:
-    """decode -> [flow] -> device -> encode, one thread each, handing over whole batches.
+    """decode -> device -> encode, one thread each, handing over whole batches.
 
     Host buffers circulate through free lists (``IN_BUFFERS`` luma batches,
     ``OUT_BUFFERS`` plane batches), which bound memory and give back-pressure; a buffer
@@ -1168,10 +1153,8 @@ def _run_pipeline(inp: VideoInput, work: WorkDir, spec: OutputSpec, step, layout
         free_in.put((b, None))
     for b in outs:
         free_out.put(b)
-    q_flow: queue.Queue = queue.Queue()      # bounded by the buffers in circulation
-    q_dev: queue.Queue = queue.Queue()
+    q_dev: queue.Queue = queue.Queue()       # bounded by the buffers in circulation
     q_enc: queue.Queue = queue.Queue()
-    stabilizer = step.stabilizer
     writer = SegmentWriter(work, spec, inp, segment_seconds, on_segment, layout)
     bar = None
     if progress:
@@ -1180,7 +1163,7 @@ def _run_pipeline(inp: VideoInput, work: WorkDir, spec: OutputSpec, step, layout
                    desc=inp.path.name[:30], dynamic_ncols=True, smoothing=0.1)
 
     def decode():
-        q = q_flow if stabilizer is not None else q_dev
+        q = q_dev
         buf = arr = None
         k, pts = 0, []
         for frame, p in decoded(inp, after_pts=after):
@@ -1196,23 +1179,12 @@ def _run_pipeline(inp: VideoInput, work: WorkDir, spec: OutputSpec, step, layout
             pts.append(p)
             k += 1
             if k == batch:
-                if not pipe.put(q, (buf, k, pts, None)):
+                if not pipe.put(q, (buf, k, pts)):
                     return
                 buf = None
         if buf is not None and k:
-            pipe.put(q, (buf, k, pts, None))
+            pipe.put(q, (buf, k, pts))
         pipe.put(q, _END)
-
-    def flow():
-        while True:
-            item = pipe.get(q_flow)
-            if item is _END:
-                pipe.put(q_dev, _END)
-                return
-            buf, k, pts, _ = item
-            motions = stabilizer.estimate_u8(step.flow_frames(buf.numpy()[:k]))
-            if not pipe.put(q_dev, (buf, k, pts, motions)):
-                return
 
     def encode():
         while True:
@@ -1232,19 +1204,17 @@ def _run_pipeline(inp: VideoInput, work: WorkDir, spec: OutputSpec, step, layout
             writer.close_segment()
 
     threads = [pipe.thread(decode, name="tint-decode"), pipe.thread(encode, name="tint-encode")]
-    if stabilizer is not None:
-        threads.append(pipe.thread(flow, name="tint-flow"))
     n = 0
     try:
         while not pipe.stop.is_set():
             item = pipe.get(q_dev)
             if item is _END:
                 break
-            buf, k, pts, motions = item
+            buf, k, pts = item
             out = pipe.get(free_out)
             if out is _END:
                 break
-            done, read = step.submit(buf[:k], out[:k], motions)
+            done, read = step.submit(buf[:k], out[:k])
             free_in.put((buf, read))
             if not pipe.put(q_enc, (out, k, pts, done)):
                 break
