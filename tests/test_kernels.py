@@ -210,16 +210,12 @@ def _interpret_conv_checks() -> dict:
         w, b = torch.randn(co, ci, 3, 3, generator=g) * 0.2, torch.randn(co, generator=g)
         p = K.NarrowConvParams(w.half(), b.half())
         for (B, h, wd) in ((1, 1, 1), (2, 9, 17)):
-            x = torch.randn(B, ci, 2 * h, 2 * wd, generator=g).half().contiguous(memory_format=torch.channels_last)
-            L = torch.rand(B, 1, 2 * h, 2 * wd, generator=g) * 100
+            x = torch.randn(B, ci, 2 * h + 1, wd, generator=g).half().contiguous(memory_format=torch.channels_last)
+            L = torch.rand(B, 1, 2 * h + 1, wd, generator=g) * 100
             res[f"conv narrow {ci}->{co} {h}x{wd}"] = rel(K.conv3x3(x, p).float(),
                                                          K.conv3x3_reference(x.float(), w, b))
             res[f"conv narrow+gray {ci}->{co} {h}x{wd}"] = rel(K.conv3x3(x, p, L=L).float(),
                                                               K.conv3x3_reference(x.float(), w, b, L=L))
-            xc = torch.randn(B, ci, h, wd, generator=g).half().contiguous(memory_format=torch.channels_last)
-            s, t = torch.rand(ci, generator=g) + 0.5, torch.randn(ci, generator=g)
-            res[f"conv step {ci}->{co} {h}x{wd}"] = rel(K.step_conv3x3(xc, x, s, t, p).float(),
-                                                       K.step_conv3x3_reference(xc.float(), x.float(), s, t, w, b))
     return res
 
 
@@ -324,7 +320,7 @@ def test_gpu_max_pool(dtype, shape):
 @cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("act,co", [("relu", 64), ("leaky", 16)])
-@pytest.mark.parametrize("B,H,W", [(1, 1, 1), (2, 17, 33), (1, 1081, 1921), (3, 512, 512)])
+@pytest.mark.parametrize("B,H,W", [(1, 1, 1), (2, 17, 33), (1, 1081, 1921)])
 def test_gpu_stem_conv(dtype, act, co, B, H, W):
     w, b = torch.randn(co, 8, 3, 3, device="cuda") * 0.3, torch.randn(co, device="cuda")
     w[:, 2:] = 0
@@ -337,18 +333,15 @@ def test_gpu_stem_conv(dtype, act, co, B, H, W):
 
 @cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("ci,co", [(64, 8), (8, 8), (16, 32), (32, 32), (3, 5)])
-@pytest.mark.parametrize("B,h,w", [(1, 1, 1), (2, 9, 17), (1, 540, 961), (2, 256, 256)])
-def test_gpu_narrow_convs(dtype, ci, co, B, h, w):
+@pytest.mark.parametrize("ci,co", [(64, 8), (8, 8), (16, 32), (3, 5)])
+@pytest.mark.parametrize("B,H,W", [(1, 1, 1), (2, 17, 33), (1, 1081, 1921)])
+def test_gpu_narrow_convs(dtype, ci, co, B, H, W):
     w_, b = torch.randn(co, ci, 3, 3, device="cuda") * (2.0 / (9 * ci)) ** 0.5, torch.randn(co, device="cuda")
     p = K.NarrowConvParams(w_.to(dtype), b.to(dtype))
-    xc = torch.randn(B, ci, h, w, device="cuda").to(dtype).contiguous(memory_format=torch.channels_last)
-    x = torch.randn(B, ci, 2 * h, 2 * w, device="cuda").to(dtype).contiguous(memory_format=torch.channels_last)
-    L = torch.rand(B, 1, 2 * h, 2 * w, device="cuda") * 100
-    s, t = torch.rand(ci, device="cuda") + 0.5, torch.randn(ci, device="cuda")
+    x = torch.randn(B, ci, H, W, device="cuda").to(dtype).contiguous(memory_format=torch.channels_last)
+    L = torch.rand(B, 1, H, W, device="cuda") * 100
     for got, ref in ((K.conv3x3(x, p), K.conv3x3_reference(x.float(), w_, b)),
-                     (K.conv3x3(x, p, L=L), K.conv3x3_reference(x.float(), w_, b, L=L)),
-                     (K.step_conv3x3(xc, x, s, t, p), K.step_conv3x3_reference(xc.float(), x.float(), s, t, w_, b))):
+                     (K.conv3x3(x, p, L=L), K.conv3x3_reference(x.float(), w_, b, L=L))):
         assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
         assert rel(got.float(), ref) < TOL_DOT[dtype], rel(got.float(), ref)
 

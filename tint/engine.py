@@ -47,8 +47,8 @@ MAX_GRAPHS = 16         # per engine; the least recently used is dropped past th
 #   cudnn_benchmark  autotune cuDNN's algorithms during the graph warm-up (off: heuristics)
 #   gpu_layout       channels_last + channels padded to 8 (False: NCHW, unpadded; for comparison)
 #   triton_convs     Triton for the convs cuDNN runs badly: the stem (conv1 built from L in
-#                    registers) and the narrow full-resolution head convs (last merge fused
-#                    with its head step, refine fused with "+ gray"); False: cuDNN for all
+#                    registers) and the narrow full-resolution head convs (last merge, refine
+#                    with "+ gray" fused); False: cuDNN for all
 DEFAULTS = {"fuse_conv_relu": None, "cudnn_benchmark": True, "gpu_layout": None, "triton_convs": True}
 
 
@@ -257,10 +257,8 @@ class FastColorizer(torch.nn.Module):
         x = self.conv(taps[-1], self.reduce)                     # BN folded in
         for i, m in enumerate(self.merges):
             t = len(taps) - 2 - i
-            if self._fast(self.narrow[i], x):
-                x = K.step_conv3x3(x, taps[t], *self.tap_affine[t], self.narrow[i])
-            else:
-                x = self.conv(K.head_step(x, taps[t], *self.tap_affine[t]), m, "relu")
+            x = K.head_step(x, taps[t], *self.tap_affine[t])
+            x = K.conv3x3(x, self.narrow[i]) if self._fast(self.narrow[i], x) else self.conv(x, m, "relu")
         if self._fast(self.narrow_refine, x):
             x = K.conv3x3(x, self.narrow_refine, L=L)            # (x + gray) read, never stored
         else:

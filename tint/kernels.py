@@ -781,13 +781,13 @@ def stem_conv(L: torch.Tensor, p: StemParams) -> torch.Tensor:
 # =========================================================================== (g) narrow 3x3 conv
 # The head's last merge (vgg16: 64 -> 3, padded 8) and refine (8 -> 8) run at full working
 # resolution with a handful of output channels; cuDNN's kernels for N = 8 reach a few
-# TFLOP/s there (2.3 ms of a 12.9 ms batch at 512^2, B = 32).  The job is memory bound: read
-# the input once, write a few channels.  Same tiling as _head_out_kernel: 9 taps, each a
-# (BLOCK_P, CP) NHWC tile, tl.dot into (BLOCK_P, NP).  Optional prologues, so tensors that
-# exist only to be read once are never written:
-#   STEP: the input is head_step(x, tap, scale, shift), computed per tap from the coarse x
-#         (4 bilinear gathers) and the tap (the 64-channel full-res sum never hits memory);
-#   GRAY: the input is x + L / 100 (refine's ``x + gray``).
+# TFLOP/s there (1.6 ms of a 12.6 ms batch at 512^2, B = 32).  The job is memory bound: read
+# the input once, write a few channels.  Same tiling as _head_out_kernel (9 taps, each a
+# (BLOCK_P, CP) NHWC tile, tl.dot into (BLOCK_P, NP)), with ROWS output rows per program
+# so the 3 input rows a row needs are mostly still in L1 from the row before.  GRAY fuses
+# refine's ``x + L / 100`` into the loads, so that sum is never stored.
+# (A variant that also computed the head step inside the loads, from the coarse map and
+# the tap, measured 8.3 ms instead of ~1 ms on the H200: 5 gathers per tap; dropped.)
 def conv3x3_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, relu: bool = True,
                       L: torch.Tensor | None = None) -> torch.Tensor:
     """relu(conv3x3(x [+ L / 100], weight) + bias), zero padding, in x's dtype."""
@@ -795,11 +795,6 @@ def conv3x3_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
         x = x + (L / 100.0).to(x.dtype)
     y = F.conv2d(x, weight.to(x.dtype), bias.to(x.dtype), padding=1)
     return F.relu(y) if relu else y
-
-
-def step_conv3x3_reference(x, tap, scale, shift, weight, bias, relu: bool = True) -> torch.Tensor:
-    """conv3x3(head_step(x, tap, scale, shift)): the head's merge, unfused."""
-    return conv3x3_reference(head_step_reference(x, tap, scale, shift), weight, bias, relu)
 
 
 class NarrowConvParams:
@@ -827,79 +822,50 @@ def narrow_ok(p: NarrowConvParams) -> bool:
     return p.cout <= NARROW_MAX_OUT and p.cin <= 128 and p.w_packed.dtype in (torch.float16, torch.bfloat16)
 
 
+# (BLOCK_P, ROWS, warps) tried once per shape on the GPU; one fixed choice elsewhere
+NARROW_CONFIGS = [(128, 1, 4), (128, 4, 4), (256, 4, 8), (64, 8, 4)]
+
 if HAVE_TRITON:
+    def _narrow_configs():
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            return [triton.Config({"BLOCK_P": 16, "ROWS": 2}, num_warps=1)]
+        return [triton.Config({"BLOCK_P": b, "ROWS": r}, num_warps=w) for b, r, w in NARROW_CONFIGS]
+
+    @triton.autotune(configs=_narrow_configs(), key=["H", "W", "CIN", "COUT", "GRAY"])
     @triton.jit
-    def _conv3x3_kernel(x_ptr, t_ptr, s_ptr, sh_ptr, g_ptr, w_ptr, b_ptr, o_ptr, H, W, hx, wx,
+    def _conv3x3_kernel(x_ptr, g_ptr, w_ptr, b_ptr, o_ptr, H, W,
                         CIN: tl.constexpr, CP: tl.constexpr, COUT: tl.constexpr, NP: tl.constexpr,
-                        STEP: tl.constexpr, GRAY: tl.constexpr, RELU: tl.constexpr, BLOCK_P: tl.constexpr):
-        row = tl.program_id(0)                                   # b * H + y
-        b = row // H
-        y = row % H
+                        GRAY: tl.constexpr, RELU: tl.constexpr, BLOCK_P: tl.constexpr, ROWS: tl.constexpr):
+        nrow = tl.cdiv(H, ROWS)
+        b = tl.program_id(0) // nrow
+        y0 = (tl.program_id(0) % nrow) * ROWS
         xs = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
         c = tl.arange(0, CP)
         n = tl.arange(0, NP)
         mc = (c < CIN)[None, :]
-        acc = tl.zeros((BLOCK_P, NP), tl.float32)
-        for k in tl.static_range(9):
-            yy = y + (k // 3 - 1)
-            xx = xs + (k % 3 - 1)
-            wl = tl.where((yy >= 0) & (yy < H), W, 0)            # row outside: all masked
-            mp = (xx >= 0) & (xx < wl)
-            mk = mp[:, None] & mc
-            if STEP:
-                # head_step at (yy, xx): bilinear up2 of the coarse map (half-pixel centres,
-                # clamped, as F.interpolate) + tap * scale + shift; zero outside the image
-                # (the conv's padding), not the shift
-                yc = tl.minimum(tl.maximum(yy, 0), H - 1)
-                xc = tl.minimum(tl.maximum(xx, 0), W - 1)
-                sy = tl.maximum(0.5 * (yc.to(tl.float32) + 0.5) - 0.5, 0.0)
-                y0 = tl.minimum(sy.to(tl.int32), hx - 1)
-                y1 = tl.minimum(y0 + 1, hx - 1)
-                ly = sy - y0.to(tl.float32)
-                sx = tl.maximum(0.5 * (xc.to(tl.float32) + 0.5) - 0.5, 0.0)
-                x0 = tl.minimum(sx.to(tl.int32), wx - 1)
-                x1 = tl.minimum(x0 + 1, wx - 1)
-                lx = (sx - x0.to(tl.float32))[:, None]
-                r0 = x_ptr + (b.to(tl.int64) * hx + y0) * wx * CIN
-                r1 = x_ptr + (b.to(tl.int64) * hx + y1) * wx * CIN
-                cb = c[None, :]
-                top = (1.0 - lx) * tl.load(r0 + x0[:, None] * CIN + cb, mk, other=0.0).to(tl.float32) \
-                    + lx * tl.load(r0 + x1[:, None] * CIN + cb, mk, other=0.0).to(tl.float32)
-                bot = (1.0 - lx) * tl.load(r1 + x0[:, None] * CIN + cb, mk, other=0.0).to(tl.float32) \
-                    + lx * tl.load(r1 + x1[:, None] * CIN + cb, mk, other=0.0).to(tl.float32)
-                t = tl.load(t_ptr + ((b.to(tl.int64) * H + yy) * W + xx)[:, None] * CIN + cb, mk,
-                            other=0.0).to(tl.float32)
-                s = tl.load(s_ptr + c, c < CIN, other=0.0)
-                sh = tl.load(sh_ptr + c, c < CIN, other=0.0)
-                u = (1.0 - ly) * top + ly * bot + t * s[None, :] + sh[None, :]
-                # round where the unfused path stores head_step's output in the tap's dtype
-                v = tl.where(mk, u, 0.0).to(t_ptr.dtype.element_ty)
-            else:
-                v = tl.load(x_ptr + ((b.to(tl.int64) * H + yy) * W + xx)[:, None] * CIN + c[None, :], mk,
-                            other=0.0)
-            if GRAY:
-                gv = tl.load(g_ptr + (b.to(tl.int64) * H + yy) * W + xx, mp, other=0.0) * 0.01
-                v = (v + gv.to(v.dtype)[:, None])             # as x + gray in x's dtype
-            wt = tl.load(w_ptr + (k * CP + c)[:, None] * NP + n[None, :])
-            acc = tl.dot(v.to(wt.dtype), wt, acc)
-        acc += tl.load(b_ptr + n)[None, :]
-        if RELU:
-            acc = tl.maximum(acc, 0.0)
-        o = o_ptr + (row.to(tl.int64) * W + xs[:, None]) * COUT + n[None, :]
-        tl.store(o, acc.to(o_ptr.dtype.element_ty), (xs < W)[:, None] & (n < COUT)[None, :])
-
-
-def _narrow(x, p: NarrowConvParams, H, W, B, step=None, L=None):
-    out = torch.empty(B, p.cout, H, W, dtype=p.w_packed.dtype, device=x.device, memory_format=torch.channels_last)
-    t, s, sh = step if step is not None else (x, p.b_packed, p.b_packed)
-    g = L.float().contiguous() if L is not None else p.b_packed
-    hx, wx = x.shape[2:]
-    BLOCK_P = min(64 if step is not None else 128, max(16, triton.next_power_of_2(W)))
-    _conv3x3_kernel[(B * H, triton.cdiv(W, BLOCK_P))](
-        x, t, s, sh, g, p.w_packed, p.b_packed, out, H, W, hx, wx,
-        CIN=p.cin, CP=p.CP, COUT=p.cout, NP=p.NP, STEP=step is not None, GRAY=L is not None,
-        RELU=p.relu, BLOCK_P=BLOCK_P, num_warps=8 if step is not None else 4)
-    return out
+        img = x_ptr + b.to(tl.int64) * H * W * CIN
+        gimg = g_ptr + b.to(tl.int64) * H * W
+        bias = tl.load(b_ptr + n)[None, :]
+        for r in range(ROWS):
+            y = y0 + r
+            acc = tl.zeros((BLOCK_P, NP), tl.float32)
+            for k in tl.static_range(9):
+                yy = y + (k // 3 - 1)
+                xx = xs + (k % 3 - 1)
+                wl = tl.where((yy >= 0) & (yy < H), W, 0)        # row outside: all masked
+                mp = (xx >= 0) & (xx < wl)
+                v = tl.load(img + (yy * W + xx)[:, None] * CIN + c[None, :], mp[:, None] & mc, other=0.0)
+                if GRAY:
+                    gv = tl.load(gimg + yy * W + xx, mp, other=0.0) * 0.01
+                    v = v + gv.to(v.dtype)[:, None]              # as x + gray in x's dtype
+                wt = tl.load(w_ptr + (k * CP + c)[:, None] * NP + n[None, :])
+                acc = tl.dot(v.to(wt.dtype), wt, acc)
+            acc += bias
+            if RELU:
+                acc = tl.maximum(acc, 0.0)
+            o = o_ptr + ((b.to(tl.int64) * H + y) * W + xs[:, None]) * COUT + n[None, :]
+            xlim = tl.where(y < H, W, 0)                          # rows past the end: nothing stored
+            tl.store(o, acc.to(o_ptr.dtype.element_ty), (xs < xlim)[:, None] & (n < COUT)[None, :])
 
 
 def conv3x3(x: torch.Tensor, p: NarrowConvParams, L: torch.Tensor | None = None) -> torch.Tensor:
@@ -911,16 +877,11 @@ def conv3x3(x: torch.Tensor, p: NarrowConvParams, L: torch.Tensor | None = None)
     if (not triton_enabled(x, p.w_packed) or not narrow_ok(p) or x.dtype != p.w_packed.dtype
             or not nhwc_contiguous(x) or x.numel() == 0):
         return conv3x3_reference(x, p.weight, p.bias, p.relu, L)
-    return _narrow(x, p, H, W, B, L=L)
+    out = torch.empty(B, p.cout, H, W, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    g = L.float().contiguous() if L is not None else p.b_packed
 
-
-def step_conv3x3(x: torch.Tensor, tap: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
-                 p: NarrowConvParams) -> torch.Tensor:
-    """conv3x3(head_step(x, tap, scale, shift), p) with the head step computed on the fly."""
-    B, C, h, w = x.shape
-    if tap.shape != (B, C, 2 * h, 2 * w) or C != p.cin:
-        raise ValueError(f"step_conv3x3: x {tuple(x.shape)}, tap {tuple(tap.shape)}, weights expect {p.cin}")
-    if (not triton_enabled(x, tap, p.w_packed) or not narrow_ok(p) or tap.dtype != p.w_packed.dtype
-            or x.dtype != tap.dtype or not nhwc_contiguous(tap) or tap.numel() == 0):
-        return conv3x3(head_step(x, tap, scale, shift), p)
-    return _narrow(_nhwc(x), p, 2 * h, 2 * w, B, step=(tap, scale.float().contiguous(), shift.float().contiguous()))
+    def grid(meta):
+        return (B * triton.cdiv(H, meta["ROWS"]), triton.cdiv(W, meta["BLOCK_P"]))
+    _conv3x3_kernel[grid](x, g, p.w_packed, p.b_packed, out, H, W, CIN=p.cin, CP=p.CP, COUT=p.cout,
+                          NP=p.NP, GRAY=L is not None, RELU=p.relu)
+    return out
