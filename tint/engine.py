@@ -40,6 +40,7 @@ from .model import Colorizer, TinyDarknetEncoder, VGG16Encoder, working_shape
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MAX_BATCH = 64          # largest graph; bigger batches run in chunks
 MAX_GRAPHS = 16         # per engine; the least recently used is dropped past this
+FINAL_PAD = 8           # the head's final width is padded to a multiple of this
 
 # Engine options that ``scripts/engine_sweep.py`` compares on the GPU in one process; the
 # winner of the 512x512 sweep is what stands here.  Every one is also an Engine argument.
@@ -173,7 +174,7 @@ class FastColorizer(torch.nn.Module):
         self.reduce = self._param(w, b)
         self.tap_affine = [tuple(t.float().to(dev) for t in bn_affine(bn)) for bn in head.bns]
         fw = head.refine.weight.shape[0]
-        fwp = round_up(fw, 8) if gpu_layout else fw
+        fwp = round_up(fw, FINAL_PAD) if gpu_layout else fw
         self.merges = []
         for i, conv in enumerate(head.merges):
             last = i == len(head.merges) - 1
