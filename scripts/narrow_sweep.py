@@ -1,13 +1,6 @@
-"""Time the narrow full-resolution head convs (vgg16 at 512^2, B=32) every way we have:
-cuDNN at final-width paddings 8/16/32, and the Triton kernel at each config."""
-import sys
-from pathlib import Path
-
+"""Time the narrow full-resolution head convs of vgg16 at 512^2, B=32 (last merge 64 -> 3
+and refine 3 -> 3, + gray) under cuDNN with the final width padded to 8, 16 or 32."""
 import torch
-import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tint import kernels as K     # noqa: E402
 
 
 def t(fn, n=20):
@@ -37,15 +30,3 @@ for pad in (8, 16, 32):
     a = t(lambda: torch.cudnn_convolution_relu(x64, w1, b1, (1, 1), (1, 1), (1, 1), 1))
     c = t(lambda: torch.cudnn_convolution_relu(y + g, w2, b2, (1, 1), (1, 1), (1, 1), 1))
     print(f"cuDNN pad {pad:2d}: merge 64->{pad} {a:.3f} ms, add+refine {pad}->{pad} {c:.3f} ms, total {a + c:.3f}", flush=True)
-for cin, cout, gray in ((64, 8, False), (8, 8, True)):
-    x = x64 if cin == 64 else torch.randn(B, 8, H, W, device="cuda").half().contiguous(memory_format=cl)
-    p = K.NarrowConvParams((torch.randn(cout, cin, 3, 3, device="cuda") * 0.05).half(), torch.zeros(cout, device="cuda").half())
-    for bp, rows, warps in ((64, 1, 4), (128, 1, 4), (256, 1, 4), (256, 1, 8), (128, 4, 4), (256, 4, 8), (512, 2, 8), (64, 8, 2)):
-        out = torch.empty(B, cout, H, W, device="cuda", dtype=torch.half, memory_format=cl)
-        g = L if gray else p.b_packed
-        fn = K._conv3x3_kernel.fn
-        grid = (B * ((H + rows - 1) // rows), (W + bp - 1) // bp)
-        ms = t(lambda: fn[grid](x, g, p.w_packed, p.b_packed, out, H, W, CIN=cin, CP=p.CP, COUT=cout, NP=p.NP,
-                                GRAY=gray, RELU=True, BLOCK_P=bp, ROWS=rows, num_warps=warps))
-        gb = (x.numel() * 2 + out.numel() * 2) / ms / 1e6
-        print(f"triton {cin}->{cout} gray={gray} BLOCK_P={bp} ROWS={rows} warps={warps}: {ms:.3f} ms ({gb:.0f} GB/s)", flush=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -104,6 +105,9 @@ def random_model(backbone: str, output: str):
 
 
 def git_commit() -> str:
+    """The commit measured; TINT_COMMIT wins (a copied tree's .git may not be the one run)."""
+    if os.environ.get("TINT_COMMIT"):
+        return os.environ["TINT_COMMIT"]
     try:
         root = Path(__file__).resolve().parents[1]
         r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
