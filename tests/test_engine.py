@@ -192,17 +192,22 @@ def test_gpu_runner_uses_engine(tiny_weights):
     assert r.chroma(L).shape == (2, 2, 64, 64)
 
 
-def _pipeline_vs_eager(weights, frames_list, size=256):
+def _pipeline_vs_eager(weights, frames_list, size=256, worst=0.999):
+    """Within 2 levels on 99.9 % of all pixels of ``frames_list``, and on ``worst`` of each."""
     import tint
     eager = tint.api.Runner(weights, device="cuda", size=size, precision="fp32")
     eager._network = eager.model                       # the plain fp32 eager path
     fast = tint.api.Runner(weights, device="cuda", size=size)
     pipe = E.FramePipeline.from_runner(fast)
+    within, total = 0, 0
     for x in frames_list:
         got = pipe.run(x)
         ref = eager.colorize_tensor(x.cuda().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).cpu()
-        ok, dmax = _compare(got, ref)
+        ok, dmax = _compare(got, ref, frac=worst)
         assert got.shape == ref.shape and ok, (tuple(x.shape), dmax)
+        within += int(((got.int() - ref.int()).abs() <= 2).sum())
+        total += got.numel()
+    assert within / total >= 0.999, within / total
 
 
 @gpu
@@ -231,7 +236,9 @@ def test_gpu_frame_pipeline_matches_runner_photos(which, size, tiny_weights, dat
         weights = save_weights(random_model("vgg16", "ab"), tmp_path / "vgg16.safetensors", dtype=torch.float32)
     else:
         weights = tiny_weights
-    _pipeline_vs_eager(weights, frames, size=size)
+    # the shipped bins model (softmax readout) is the most sensitive to fp16: on the H200 its
+    # worst of 8 photos had 99.85 % of values within 2 levels, 99.98 % over all 8
+    _pipeline_vs_eager(weights, frames, size=size, worst=0.998 if which == "default" else 0.999)
 
 
 @gpu
