@@ -776,3 +776,113 @@ def stem_conv(L: torch.Tensor, p: StemParams) -> torch.Tensor:
     _stem_kernel[(B * H, triton.cdiv(W, BLOCK_P))](L, p.w_packed, p.b_packed, out, H, W, LEAKY_SLOPE,
                                                    COUT=p.cout, ACT=ACTS[p.act], BLOCK_P=BLOCK_P, num_warps=4)
     return out
+
+
+# =========================================================================== (g) narrow 3x3 conv
+# vgg16's last merge (64 -> 3 channels, stored padded to 8) and refine (3 -> 3, + gray) run at
+# the full working resolution, where cuDNN's N = 8 kernels spent 1.2 + 0.5 ms of a 12.5 ms
+# batch (512^2, B = 32; the 10 backbone convs take 6.3 ms).  With at most 4 real outputs a
+# tensor-core tile wastes 12 of 16 columns (a tl.dot version measured slower than cuDNN);
+# here each thread keeps a pixel's 8-channel chunk as one 16-byte vector and does the
+# per-output dot in fp32 FMAs, as _head_out_kernel does for the 2 ab outputs.  GRAY adds
+# refine's ``L / 100`` on the loads, so ``x + gray`` is never stored.
+NARROW_MAX_OUT = 4
+
+
+def conv3x3_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, relu: bool = True,
+                      L: torch.Tensor | None = None) -> torch.Tensor:
+    """relu(conv3x3(x [+ L / 100], weight) + bias), zero padding, in x's dtype."""
+    if L is not None:
+        x = x + (L / 100.0).to(x.dtype)
+    y = F.conv2d(x, weight.to(x.dtype), bias.to(x.dtype), padding=1)
+    return F.relu(y) if relu else y
+
+
+class NarrowConvParams:
+    """A 3x3 conv whose outputs past ``nout`` have zero weights and bias (the engine's
+    channel padding): weights (9, 4, Cin) float32 [tap, out, in] for the FMA kernel."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, relu: bool = True):
+        co, ci = weight.shape[:2]
+        self.weight, self.bias, self.relu = weight, bias, relu
+        self.cin, self.cout = ci, co
+        live = torch.nonzero(weight.detach().abs().sum((1, 2, 3)) + bias.detach().abs()).flatten()
+        self.nout = int(live.max()) + 1 if live.numel() else 1
+        n = min(self.nout, NARROW_MAX_OUT)
+        wp = torch.zeros(9, NARROW_MAX_OUT, ci, dtype=torch.float32, device=weight.device)
+        wp[:, :n] = weight.detach().float()[:n].permute(2, 3, 0, 1).reshape(9, n, ci)
+        self.w_packed = wp.contiguous()
+        bp = torch.zeros(NARROW_MAX_OUT, dtype=torch.float32, device=weight.device)
+        bp[:n] = bias.detach().float()[:n]
+        self.b_packed = bp
+        self.dtype = weight.dtype
+
+
+def narrow_ok(p: NarrowConvParams) -> bool:
+    """Few live outputs, channel counts the kernel tiles (multiples of 8), 16-bit storage."""
+    return (p.nout <= NARROW_MAX_OUT and p.cin % 8 == 0 and p.cout % 8 == 0 and p.cout <= 16
+            and p.dtype in (torch.float16, torch.bfloat16))
+
+
+if HAVE_TRITON:
+    @triton.jit
+    def _narrow_conv_kernel(x_ptr, g_ptr, w_ptr, b_ptr, o_ptr, H, W,
+                            CIN: tl.constexpr, NOUT: tl.constexpr, CO: tl.constexpr,
+                            GRAY: tl.constexpr, RELU: tl.constexpr, BLOCK_P: tl.constexpr):
+        row = tl.program_id(0)                                   # b * H + y
+        b = row // H
+        y = row % H
+        xs = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        ck = tl.arange(0, 8)
+        img = x_ptr + b.to(tl.int64) * H * W * CIN
+        a0 = tl.zeros((BLOCK_P,), tl.float32)
+        a1 = tl.zeros((BLOCK_P,), tl.float32)
+        a2 = tl.zeros((BLOCK_P,), tl.float32)
+        a3 = tl.zeros((BLOCK_P,), tl.float32)
+        for k in tl.static_range(9):
+            yy = y + (k // 3 - 1)
+            xx = xs + (k % 3 - 1)
+            wl = tl.where((yy >= 0) & (yy < H), W, 0)            # row outside: all masked
+            mp = (xx >= 0) & (xx < wl)
+            pix = (yy * W + xx)[:, None] * CIN
+            if GRAY:
+                gv = (tl.load(g_ptr + b.to(tl.int64) * H * W + yy * W + xx, mp, other=0.0) * 0.01)[:, None]
+            for c0 in tl.static_range(0, CIN, 8):
+                v = tl.load(img + pix + (c0 + ck)[None, :], mp[:, None], other=0.0).to(tl.float32)
+                if GRAY:
+                    v += gv
+                wk = w_ptr + k * 4 * CIN + c0 + ck
+                a0 += tl.sum(v * tl.load(wk)[None, :], 1)
+                if NOUT > 1:
+                    a1 += tl.sum(v * tl.load(wk + CIN)[None, :], 1)
+                if NOUT > 2:
+                    a2 += tl.sum(v * tl.load(wk + 2 * CIN)[None, :], 1)
+                if NOUT > 3:
+                    a3 += tl.sum(v * tl.load(wk + 3 * CIN)[None, :], 1)
+        co = tl.arange(0, CO)[None, :]
+        acc = tl.where(co == 0, (a0 + tl.load(b_ptr))[:, None], 0.0)
+        acc = tl.where(co == 1, (a1 + tl.load(b_ptr + 1))[:, None], acc)
+        acc = tl.where(co == 2, (a2 + tl.load(b_ptr + 2))[:, None], acc)
+        acc = tl.where(co == 3, (a3 + tl.load(b_ptr + 3))[:, None], acc)
+        if RELU:
+            acc = tl.maximum(acc, 0.0)
+        o = o_ptr + (row.to(tl.int64) * W + xs[:, None]) * CO + co
+        tl.store(o, acc.to(o_ptr.dtype.element_ty), (xs < W)[:, None])
+
+
+def conv3x3(x: torch.Tensor, p: NarrowConvParams, L: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv3x3_reference(x, p.weight, p.bias, p.relu, L)``; fast path: x dense channels_last
+    in the weights' dtype, output channels_last (outputs past ``p.nout`` are relu(0) = 0 or 0)."""
+    B, ci, H, W = x.shape
+    if ci != p.cin:
+        raise ValueError(f"conv3x3: x has {ci} channels, weights expect {p.cin}")
+    if (not triton_enabled(x, p.w_packed) or not narrow_ok(p) or x.dtype != p.dtype
+            or not nhwc_contiguous(x) or x.numel() == 0):
+        return conv3x3_reference(x, p.weight, p.bias, p.relu, L)
+    out = torch.empty(B, p.cout, H, W, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    g = L.float().contiguous() if L is not None else p.b_packed
+    BLOCK_P = min(256, max(16, triton.next_power_of_2(W)))
+    _narrow_conv_kernel[(B * H, triton.cdiv(W, BLOCK_P))](
+        x, g, p.w_packed, p.b_packed, out, H, W, CIN=ci, NOUT=p.nout, CO=p.cout, GRAY=L is not None,
+        RELU=p.relu, BLOCK_P=BLOCK_P, num_warps=4)
+    return out
