@@ -47,9 +47,8 @@ FINAL_PAD = 8           # the head's final width is padded to a multiple of this
 #   fuse_conv_relu   None: cuDNN's conv+bias+ReLU when the start-up check passes; False: conv, then ReLU
 #   cudnn_benchmark  autotune cuDNN's algorithms during the graph warm-up (off: heuristics)
 #   gpu_layout       channels_last + channels padded to 8 (False: NCHW, unpadded; for comparison)
-#   triton_convs     Triton for the convs cuDNN runs worst: the stem, conv1 built from L in
-#                    registers (cuDNN: 1.13 ms at 512^2 B=32, Triton 0.40 ms), and the narrow
-#                    full-resolution head convs (<= 4 live outputs); False: cuDNN for all
+#   triton_convs     Triton for the conv cuDNN runs worst: the stem, conv1 built from L in
+#                    registers (cuDNN: 1.13 ms at 512^2 B=32, Triton 0.40 ms); False: cuDNN
 DEFAULTS = {"fuse_conv_relu": None, "cudnn_benchmark": True, "gpu_layout": None, "triton_convs": True}
 
 
@@ -195,9 +194,6 @@ class FastColorizer(torch.nn.Module):
         act0 = self.plan[0][2]
         w0, b0, _ = self.convs[0]
         self.stem = K.StemParams(w0, b0, act0) if self.triton_convs else None
-        # the full-resolution narrow convs: last merge and refine (vgg16: 3 live outputs of 8)
-        self.narrow = K.NarrowConvParams(*self.merges[-1][:2]) if self.triton_convs else None
-        self.narrow_refine = K.NarrowConvParams(*self.refine[:2]) if self.triton_convs else None
         self.fuse_conv_relu = self._check_fused_relu() if fuse_conv_relu is None else fuse_conv_relu
 
     def _param(self, w, b):
@@ -259,21 +255,14 @@ class FastColorizer(torch.nn.Module):
         x = self.conv(taps[-1], self.reduce)                     # BN folded in
         for i, m in enumerate(self.merges):
             t = len(taps) - 2 - i
-            x = K.head_step(x, taps[t], *self.tap_affine[t])
-            last = i == len(self.merges) - 1
-            x = K.conv3x3(x, self.narrow) if last and self._fast(self.narrow, x) else self.conv(x, m, "relu")
-        if self._fast(self.narrow_refine, x):
-            x = K.conv3x3(x, self.narrow_refine, L=L)            # x + gray added on the loads
-        else:
-            x = self.conv(x + gray, self.refine, "relu")         # (B, final_width (padded), h, w)
+            x = self.conv(K.head_step(x, taps[t], *self.tap_affine[t]), m, "relu")
+        x = self.conv(x + gray, self.refine, "relu")             # (B, final_width (padded), h, w)
         return K.head_out(x, self.out)
 
     @staticmethod
     def _fast(p, t: torch.Tensor) -> bool:
-        """Whether the Triton replacement ``p`` runs here (else the cuDNN path)."""
-        if p is None or not K.triton_enabled(t, p.w_packed):
-            return False
-        return K.stem_fast_ok(p) if isinstance(p, K.StemParams) else K.narrow_ok(p)
+        """Whether the Triton stem ``p`` runs here (else the cuDNN path)."""
+        return p is not None and K.triton_enabled(t, p.w_packed) and K.stem_fast_ok(p)
 
 
 # --------------------------------------------------------------------------- engine
