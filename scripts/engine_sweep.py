@@ -183,7 +183,8 @@ def time_fn(fn, reps=50):
 
 def kernel_table(device, B=16, reps=50):
     """The three kernels the first H200 profile flagged, standalone at their shapes in the
-    vgg16 "ab" engine at 512x512 (fp16, channels_last): old vs new, µs and GB/s achieved
+    vgg16 "ab" engine at 512x512 (fp16, channels_last): tint's kernel vs PyTorch ("old": PyTorch's
+    max-pool; "torch": the reference), µs and GB/s achieved
     (bytes = what a perfect kernel must move: inputs once, outputs once)."""
     import torch.nn.functional as F
     from tint import kernels as K
@@ -214,7 +215,7 @@ def kernel_table(device, B=16, reps=50):
         ref = K.head_step_reference(x.float(), tap.float(), s, t)
         err = (K.head_step(x, tap, s, t).float() - ref).norm() / ref.norm()
         row(f"head_step {C}x{S}^2", (2 * tap.numel() + x.numel()) * 2,
-            [("old", lambda: K.head_step_v1(x, tap, s, t)), ("new", lambda: K.head_step(x, tap, s, t)),
+            [("new", lambda: K.head_step(x, tap, s, t)),
              ("torch", lambda: K.head_step_reference(x, tap, s, t))], {"rel": err.item()})
         del x, tap, ref
     # head out: 8 channels (3 used) @512 -> 2 channels fp32
@@ -223,12 +224,11 @@ def kernel_table(device, B=16, reps=50):
     x = x.contiguous(memory_format=cl)
     w, b = torch.randn(2, 8, 3, 3, device=device) * 30, torch.randn(2, device=device)
     w[:, 3:] = 0
-    p, p1 = K.HeadOutParams(w, b, None, 1.0, torch.float16), K.HeadOutParamsV1(w, b, None, 1.0, torch.float16)
+    p = K.HeadOutParams(w, b, None, 1.0, torch.float16)
     ref = K.head_out_reference(x, w, b)
     err = ((K.head_out(x, p) - ref).norm() / ref.norm()).item()
     row("head_out ab 8(3)ch 512^2", x.numel() * 2 + B * 2 * 512 * 512 * 4,
-        [("old", lambda: K.head_out_v1(x, p1)), ("new", lambda: K.head_out(x, p)),
-         ("torch", lambda: K.head_out_reference(x, w, b))], {"rel": err})
+        [("new", lambda: K.head_out(x, p)), ("torch", lambda: K.head_out_reference(x, w, b))], {"rel": err})
     del x, ref
     # head out, bins (final_width 32, 261 bins), smaller batch: speed second priority
     from tint.model import ab_bins
@@ -236,11 +236,11 @@ def kernel_table(device, B=16, reps=50):
     Bb = 4
     x = torch.relu(torch.randn(Bb, 32, 512, 512, **h16)).contiguous(memory_format=cl)
     w, b = torch.randn(bins.shape[0], 32, 3, 3, device=device) * 0.05, torch.randn(bins.shape[0], device=device)
-    p, p1 = K.HeadOutParams(w, b, bins, 0.38, torch.float16), K.HeadOutParamsV1(w, b, bins, 0.38, torch.float16)
+    p = K.HeadOutParams(w, b, bins, 0.38, torch.float16)
     ref = K.head_out_reference(x, p.packed_weight(), b, bins, 0.38)
     err = ((K.head_out(x, p) - ref).norm() / ref.norm()).item()
     row(f"head_out bins 32ch 512^2 B={Bb}", x.numel() * 2 + Bb * 2 * 512 * 512 * 4,
-        [("old", lambda: K.head_out_v1(x, p1)), ("new", lambda: K.head_out(x, p))], {"rel": err}, n=10)
+        [("new", lambda: K.head_out(x, p))], {"rel": err}, n=10)
     del x, ref
     torch.cuda.empty_cache()
     return rows

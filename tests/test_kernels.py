@@ -321,20 +321,5 @@ def test_gpu_stem_conv(dtype, act, co, B, H, W):
     assert rel(got.float(), K.stem_conv_reference(L, w, b, act)) < TOL_DOT[dtype]
 
 
-@cuda
-def test_gpu_head_kernels_match_v1():
-    # the sweep's "before" kernels still agree with the new ones
-    x = torch.randn(2, 64, 17, 33, device="cuda").half().contiguous(memory_format=torch.channels_last)
-    tap = torch.randn(2, 64, 34, 66, device="cuda").half().contiguous(memory_format=torch.channels_last)
-    s, t = torch.randn(64, device="cuda"), torch.randn(64, device="cuda")
-    assert rel(K.head_step(x, tap, s, t).float(), K.head_step_v1(x, tap, s, t).float()) < 2e-3
-    w, b = torch.randn(2, 8, 3, 3, device="cuda"), torch.randn(2, device="cuda")
-    w[:, 3:] = 0
-    xo = torch.randn(2, 8, 40, 56, device="cuda").half().contiguous(memory_format=torch.channels_last)
-    new = K.head_out(xo, K.HeadOutParams(w, b, None, 1.0, torch.float16))
-    old = K.head_out_v1(xo, K.HeadOutParamsV1(w, b, None, 1.0, torch.float16))
-    assert rel(new, old) < 1e-5
-
-
 if __name__ == "__main__" and "--interpret" in sys.argv:
     print(json.dumps(_interpret_checks()))

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from . import color
 from .api import join_chroma
+from .model import LEAKY_SLOPE
 
 try:  # Triton is optional: the references below are the fallback everywhere.
     import triton
@@ -215,62 +216,6 @@ def head_step_reference(x: torch.Tensor, tap: torch.Tensor, scale: torch.Tensor,
     return up + tap * scale.view(1, -1, 1, 1).to(tap.dtype) + shift.view(1, -1, 1, 1).to(tap.dtype)
 
 
-if HAVE_TRITON:
-    @triton.jit
-    def _head_step_kernel_v1(x_ptr, t_ptr, s_ptr, sh_ptr, o_ptr, C, h, w, H, W,
-                          sxb, sxc, sxy, sxx, stb, stc, sty, stx, sob, soc, soy, sox,
-                          BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-        # One pass over the fine map: tap read once, output written once, the coarse map
-        # gathered 4x from cache.  Channels are the fast axis (channels_last: coalesced).
-        row = tl.program_id(0)
-        b = (row // H).to(tl.int64)
-        Y = row % H
-        X = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-        c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
-        mp = X < W
-        mc = c < C
-        m = mp[:, None] & mc[None, :]
-        sy = tl.maximum(0.5 * (Y.to(tl.float32) + 0.5) - 0.5, 0.0)
-        y0 = tl.minimum(sy.to(tl.int32), h - 1)
-        y1 = tl.minimum(y0 + 1, h - 1)
-        ly1 = sy - y0.to(tl.float32)
-        sx = tl.maximum(0.5 * (X.to(tl.float32) + 0.5) - 0.5, 0.0)
-        x0 = tl.minimum(sx.to(tl.int32), w - 1)
-        x1 = tl.minimum(x0 + 1, w - 1)
-        lx1 = (sx - x0.to(tl.float32))[:, None]
-        lx0 = 1.0 - lx1
-        base = x_ptr + b * sxb + c[None, :] * sxc
-        v00 = tl.load(base + y0 * sxy + x0[:, None] * sxx, m, other=0.0).to(tl.float32)
-        v01 = tl.load(base + y0 * sxy + x1[:, None] * sxx, m, other=0.0).to(tl.float32)
-        v10 = tl.load(base + y1 * sxy + x0[:, None] * sxx, m, other=0.0).to(tl.float32)
-        v11 = tl.load(base + y1 * sxy + x1[:, None] * sxx, m, other=0.0).to(tl.float32)
-        up = (1.0 - ly1) * (lx0 * v00 + lx1 * v01) + ly1 * (lx0 * v10 + lx1 * v11)
-        t = tl.load(t_ptr + b * stb + c[None, :] * stc + Y * sty + X[:, None] * stx, m, other=0.0).to(tl.float32)
-        s = tl.load(s_ptr + c, mc, other=0.0)
-        sh = tl.load(sh_ptr + c, mc, other=0.0)
-        r = up + t * s[None, :] + sh[None, :]
-        tl.store(o_ptr + b * sob + c[None, :] * soc + Y * soy + X[:, None] * sox,
-                 r.to(o_ptr.dtype.element_ty), m)
-
-
-def head_step_v1(x: torch.Tensor, tap: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """The first head step kernel (strided, 1024-element tiles), kept for the sweep's before/after."""
-    B, C, h, w = x.shape
-    if tap.shape != (B, C, 2 * h, 2 * w):
-        raise ValueError(f"tap {tuple(tap.shape)} is not 2x of x {tuple(x.shape)}")
-    if not triton_enabled(x, tap, scale, shift):
-        return head_step_reference(x, tap, scale, shift)
-    H, W = 2 * h, 2 * w
-    out = torch.empty_like(tap)          # keeps channels_last
-    BLOCK_C = min(64, triton.next_power_of_2(C))
-    BLOCK_P = max(16, 4096 // BLOCK_C // 4)
-    grid = (B * H, triton.cdiv(W, BLOCK_P), triton.cdiv(C, BLOCK_C))
-    _head_step_kernel_v1[grid](x, tap, scale.float().contiguous(), shift.float().contiguous(), out,
-                            C, h, w, H, W, *x.stride(), *tap.stride(), *out.stride(),
-                            BLOCK_P=BLOCK_P, BLOCK_C=BLOCK_C, num_warps=4)
-    return out
-
-
 # =========================================================================== (d) head output
 def head_out_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                        bins: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
@@ -284,116 +229,6 @@ def head_out_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         return raw
     p = torch.softmax(raw / temperature, dim=1)
     return torch.einsum("bqhw,qc->bchw", p, bins.float())
-
-
-if HAVE_TRITON:
-    @triton.jit
-    def _head_out_kernel_v1(x_ptr, w_ptr, b_ptr, bins_ptr, o_ptr, h, w, Q, inv_t,
-                         sxb, sxc, sxy, sxx, sob, soc, soy, sox,
-                         F_: tl.constexpr, KP: tl.constexpr, QC: tl.constexpr, NQ: tl.constexpr,
-                         BINS: tl.constexpr, BLOCK_P: tl.constexpr, PREC: tl.constexpr):
-        # Implicit-GEMM 3x3 conv over a block of pixels of one row (K = 9 * F_ taps), then
-        # the readout in registers: the Q logits per pixel never touch device memory.
-        row = tl.program_id(0)
-        b = (row // h).to(tl.int64)
-        y = row % h
-        xs = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-        k = tl.arange(0, KP)
-        tap = k // F_
-        ch = k % F_
-        yy = y + tap // 3 - 1
-        xx = xs[:, None] + (tap % 3 - 1)[None, :]
-        mk = (k < 9 * F_) & (yy >= 0) & (yy < h)
-        m = mk[None, :] & (xx >= 0) & (xx < w) & (xs < w)[:, None]
-        patch = tl.load(x_ptr + b * sxb + (ch * sxc + yy * sxy)[None, :] + xx * sxx, m, other=0.0)
-        o = o_ptr + b * sob + y * soy + xs * sox
-        mo = xs < w
-        if BINS:
-            # online softmax over Q in chunks of QC (flash-attention style running max)
-            m_run = tl.full((BLOCK_P,), float("-inf"), tl.float32)
-            s_run = tl.zeros((BLOCK_P,), tl.float32)
-            a_run = tl.zeros((BLOCK_P,), tl.float32)
-            b_run = tl.zeros((BLOCK_P,), tl.float32)
-            for qi in tl.static_range(NQ):
-                q = qi * QC + tl.arange(0, QC)
-                wt = tl.load(w_ptr + k[:, None] * (NQ * QC) + q[None, :])
-                z = tl.dot(patch, wt, input_precision=PREC)
-                bias = tl.load(b_ptr + q)
-                z = (z + bias[None, :]) * inv_t
-                z = tl.where((q < Q)[None, :], z, float("-inf"))
-                m_new = tl.maximum(m_run, tl.max(z, 1))
-                alpha = tl.exp(m_run - m_new)
-                p = tl.exp(z - m_new[:, None])
-                ba = tl.load(bins_ptr + q * 2, q < Q, other=0.0)
-                bb = tl.load(bins_ptr + q * 2 + 1, q < Q, other=0.0)
-                s_run = s_run * alpha + tl.sum(p, 1)
-                a_run = a_run * alpha + tl.sum(p * ba[None, :], 1)
-                b_run = b_run * alpha + tl.sum(p * bb[None, :], 1)
-                m_run = m_new
-            tl.store(o, a_run / s_run, mo)
-            tl.store(o + soc, b_run / s_run, mo)
-        else:
-            # two output channels: a dot would waste 14 of 16 columns; FMAs in fp32 instead
-            pf = patch.to(tl.float32)
-            w0 = tl.load(w_ptr + k * 2)
-            w1 = tl.load(w_ptr + k * 2 + 1)
-            tl.store(o, tl.sum(pf * w0[None, :], 1) + tl.load(b_ptr), mo)
-            tl.store(o + soc, tl.sum(pf * w1[None, :], 1) + tl.load(b_ptr + 1), mo)
-
-
-HEAD_OUT_QC = 64
-
-
-class HeadOutParamsV1:
-    """The out conv's weights laid out once for ``_head_out_kernel``.
-
-    weight (N, F, 3, 3) -> (KP, N padded) with row k = (ky * 3 + kx) * F + c, zero rows
-    past 9F; the kernel's dot then sees a plain (pixels, K) x (K, N) product.
-    """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, bins: torch.Tensor | None,
-                 temperature: float, dtype: torch.dtype):
-        N, Fc = weight.shape[:2]
-        self.weight, self.bias = weight, bias                 # for the reference path
-        self.bins = None if bins is None else bins.float().contiguous()
-        self.temperature = float(temperature)
-        self.F = Fc
-        self.Q = N
-        self.KP = max(16, 1 << (9 * Fc - 1).bit_length())
-        if bins is None:
-            self.NQ, cols, wdtype = 1, 2, torch.float32
-        else:
-            self.NQ = math.ceil(N / HEAD_OUT_QC)
-            cols, wdtype = self.NQ * HEAD_OUT_QC, dtype
-        wk = weight.detach().float().permute(2, 3, 1, 0).reshape(9 * Fc, N)
-        wp = torch.zeros(self.KP, cols, dtype=torch.float32, device=weight.device)
-        wp[: 9 * Fc, :N] = wk
-        self.w_packed = wp.to(wdtype).contiguous()
-        bp = torch.zeros(cols, dtype=torch.float32, device=weight.device)
-        bp[:N] = bias.detach().float()
-        self.b_packed = bp
-        self.prec = "ieee" if dtype == torch.float32 else None    # exact fp32 dots when asked
-
-
-def head_out_v1(x: torch.Tensor, p: "HeadOutParamsV1", out: torch.Tensor | None = None) -> torch.Tensor:
-    """The first head out kernel (im2col of 9F taps in registers), kept for the sweep's before/after."""
-    B, Fc, h, w = x.shape
-    if Fc != p.F:
-        raise ValueError(f"head_out: x has {Fc} channels, weights expect {p.F}")
-    if not triton_enabled(x, p.w_packed):
-        r = head_out_reference(x, p.weight, p.bias, p.bins, p.temperature)
-        return r if out is None else out.copy_(r)
-    out = torch.empty(B, 2, h, w, dtype=torch.float32, device=x.device) if out is None else out
-    bins = p.bins if p.bins is not None else p.b_packed        # unused when BINS is False
-    if p.bins is not None and x.dtype != p.w_packed.dtype:
-        x = x.to(p.w_packed.dtype)
-    BLOCK_P = 64 if p.bins is not None else 128
-    _head_out_kernel_v1[(B * h, triton.cdiv(w, BLOCK_P))](
-        x, p.w_packed, p.b_packed, bins, out, h, w, p.Q, 1.0 / p.temperature,
-        *x.stride(), *out.stride(),
-        F_=Fc, KP=p.KP, QC=HEAD_OUT_QC, NQ=p.NQ, BINS=p.bins is not None,
-        BLOCK_P=BLOCK_P, PREC=p.prec, num_warps=4)
-    return out
 
 
 # =========================================================================== layout helper
@@ -690,7 +525,6 @@ def head_out(x: torch.Tensor, p: HeadOutParams, out: torch.Tensor | None = None)
 # inside-the-image mask (the ones plane under zero padding), two small dots, bias,
 # activation, one NHWC write.  No 8-channel input tensor exists at all.
 ACTS = {"relu": 0, "leaky": 1, None: 2}
-LEAKY_SLOPE = 0.1
 
 
 def _act(y: torch.Tensor, act: str | None) -> torch.Tensor:
