@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from . import kernels as K
-from .model import Colorizer, TinyDarknetEncoder, VGG16Encoder, working_shape
+from .model import LEAKY_SLOPE, Colorizer, TinyDarknetEncoder, VGG16Encoder, working_shape
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MAX_BATCH = 64          # largest graph; bigger batches run in chunks
@@ -225,7 +225,7 @@ class FastColorizer(torch.nn.Module):
         if act == "relu":
             return F.relu_(y)
         if act == "leaky":
-            return F.leaky_relu_(y, 0.1)
+            return F.leaky_relu_(y, LEAKY_SLOPE)
         return y
 
     def encode(self, x, start: int = 0):

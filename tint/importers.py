@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .errors import TintError
-from .model import BACKBONES, Colorizer, ColorizerConfig, TinyDarknetEncoder, VGG16Encoder
+from .model import BACKBONES, LEAKY_SLOPE, Colorizer, ColorizerConfig, TinyDarknetEncoder, VGG16Encoder
 from .weights import FORMAT as TINT_FORMAT, load_state, save_weights, sha256
 
 # Keras applications VGG16 ("caffe" preprocessing): BGR, 0..255, minus the ImageNet mean.
@@ -407,8 +407,8 @@ def darknet_plan(layers: list, origin: str) -> tuple[list[tuple[str, str]], str]
                                 f"tint's Tiny Darknet uses {TinyDarknetEncoder.bn_eps}")
             pairs[-1][1] = name
         elif cls == "LeakyReLU":
-            if abs(float(c.get("alpha", c.get("negative_slope", 0.3))) - 0.1) > 1e-6:
-                raise TintError(f"{origin}: {name!r} is not LeakyReLU(0.1)")
+            if abs(float(c.get("alpha", c.get("negative_slope", 0.3))) - LEAKY_SLOPE) > 1e-6:
+                raise TintError(f"{origin}: {name!r} is not LeakyReLU({LEAKY_SLOPE})")
         elif cls == "MaxPooling2D":
             if tuple(c.get("pool_size", ())) != (2, 2) or tuple(c.get("strides") or (2, 2)) != (2, 2):
                 raise TintError(f"{origin}: pool {name!r} is not 2x2 stride 2")

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+LEAKY_SLOPE = 0.1        # Tiny Darknet's LeakyReLU (the engine and its stem kernel use it too)
+
 AB_SCALE = 100.0   # regression output is ab / AB_SCALE
 
 
@@ -126,7 +128,7 @@ class TinyDarknetEncoder(nn.Module):
                 taps.append(x)
             else:
                 n += 1
-                x = F.leaky_relu(getattr(self, f"bn{n}")(getattr(self, f"conv{n}")(x)), 0.1)
+                x = F.leaky_relu(getattr(self, f"bn{n}")(getattr(self, f"conv{n}")(x)), LEAKY_SLOPE)
         return taps
 
     def classify(self, rgb):

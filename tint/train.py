@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import TintError
-from .model import AB_SCALE, Colorizer, ColorizerConfig
+from .model import AB_SCALE, LEAKY_SLOPE, Colorizer, ColorizerConfig
 
 CKPT_FORMAT = "tint-train/1"
 DATA_TERMS = ("Trained on photos whose terms allow non-commercial research use only "
@@ -141,7 +141,7 @@ def init_fresh(model: Colorizer) -> None:
     """He init for every conv (the PyTorch default shrinks activations ~6x per ReLU
     layer, which starves VGG16's 10 plain convs); the output conv starts near zero
     (gray for regression, uniform for bins)."""
-    slope = 0.1 if model.config.backbone == "tiny-darknet" else 0.0
+    slope = LEAKY_SLOPE if model.config.backbone == "tiny-darknet" else 0.0
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
             nonlin = "leaky_relu" if name.startswith("encoder") and slope else "relu"
