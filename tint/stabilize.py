@@ -31,6 +31,8 @@ regularizer read like 8-bit grey levels.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -41,15 +43,21 @@ LK_REG = 4.0             # Tikhonov term (grey levels^2): no motion where there 
 LK_MIN_SIDE = 12         # coarsest pyramid level keeps at least this many pixels a side
 
 
+@functools.lru_cache(maxsize=32)
+def _grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel coordinates (h, w, 2) as (x, y), and the (2,) scale to grid_sample's [-1, 1]
+    (align_corners=True).  Cached: the flow warps the same shape a few dozen times a batch."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=dtype),
+                            torch.arange(w, device=device, dtype=dtype), indexing="ij")
+    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=device, dtype=dtype)
+    return torch.stack((xs, ys), -1), scale
+
+
 def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Backward warp on any device: x (B, C, h, w), flow (B, h, w, 2) in pixels (dx, dy)
     -> (B, C, h, w) with out(p) = x(p + flow(p)), bilinear, edges replicated."""
-    B, _, h, w = x.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=x.dtype),
-                            torch.arange(w, device=x.device, dtype=x.dtype), indexing="ij")
-    gx = (xs + flow[..., 0]) * (2.0 / max(w - 1, 1)) - 1.0          # align_corners=True grid
-    gy = (ys + flow[..., 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    return F.grid_sample(x, torch.stack((gx, gy), -1), mode="bilinear",
+    pix, scale = _grid(x.shape[2], x.shape[3], x.device, x.dtype)
+    return F.grid_sample(x, (pix + flow) * scale - 1.0, mode="bilinear",
                          padding_mode="border", align_corners=True)
 
 
@@ -122,9 +130,8 @@ def flow_confidence(back: torch.Tensor, fwd: torch.Tensor, cur: torch.Tensor, pr
     mag = bx * bx + by * by + fx * fx + fy * fy
     err = (cur - warp(prev, back)) / sigma_l
     conf = torch.exp(-fb / (0.01 * mag + 0.5) - err * err)
-    xs = torch.arange(w, device=back.device, dtype=back.dtype).view(1, 1, 1, w)
-    ys = torch.arange(h, device=back.device, dtype=back.dtype).view(1, 1, h, 1)
-    tx, ty = xs + bx, ys + by
+    t = _grid(h, w, back.device, back.dtype)[0] + back              # where each pixel comes from
+    tx, ty = t[..., 0][:, None], t[..., 1][:, None]
     return conf * ((tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1))
 
 
