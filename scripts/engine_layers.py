@@ -53,7 +53,7 @@ def main():
         return 2 * y.shape[0] * y.shape[2] * y.shape[3] * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3]
 
     net.conv = timed("conv", net.conv, conv_flops)
-    for name in ("max_pool2x2", "head_step", "head_out", "stem_conv"):
+    for name in ("max_pool2x2", "head_step", "head_out", "stem_conv", "merge_gemm", "narrow_conv"):
         setattr(K, name, timed(name, getattr(K, name)))
     L = torch.full((a.batch, 1, a.size, a.size), 50.0, device=dev)
     torch.backends.cudnn.benchmark = True

@@ -47,8 +47,10 @@ FINAL_PAD = 8           # the head's final width is padded to a multiple of this
 #   fuse_conv_relu   None: cuDNN's conv+bias+ReLU when the start-up check passes; False: conv, then ReLU
 #   cudnn_benchmark  autotune cuDNN's algorithms during the graph warm-up (off: heuristics)
 #   gpu_layout       channels_last + channels padded to 8 (False: NCHW, unpadded; for comparison)
-#   triton_convs     Triton for the conv cuDNN runs worst: the stem, conv1 built from L in
-#                    registers (cuDNN: 1.13 ms at 512^2 B=32, Triton 0.40 ms); False: cuDNN
+#   triton_convs     Triton for the convs cuDNN runs worst: the stem, conv1 built from L in
+#                    registers (cuDNN: 1.13 ms at 512^2 B=32, Triton 0.40 ms), and the narrow
+#                    full-res tail (last merge as two GEMMs + a tap sum, refine as FMAs, the
+#                    gray add fused; see kernels section (g)); False: cuDNN
 DEFAULTS = {"fuse_conv_relu": None, "cudnn_benchmark": True, "gpu_layout": None, "triton_convs": True}
 
 
@@ -173,13 +175,24 @@ class FastColorizer(torch.nn.Module):
         self.reduce = self._param(w, b)
         self.tap_affine = [tuple(t.float().to(dev) for t in bn_affine(bn)) for bn in head.bns]
         fw = head.refine.weight.shape[0]
-        fwp = round_up(fw, FINAL_PAD) if gpu_layout else fw
+        # Narrow tail (Triton convs, final width <= 4): the last merge and refine as
+        # kernels.merge_gemm / narrow_conv, the gray add fused, widths padded to 4;
+        # else cuDNN convs with the final width padded to FINAL_PAD.
+        self.narrow = bool(triton_convs) and gpu_layout and fw <= K.NARROW
+        fwp = K.NARROW if self.narrow else round_up(fw, FINAL_PAD) if gpu_layout else fw
         self.merges = []
         for i, conv in enumerate(head.merges):
-            last = i == len(head.merges) - 1
-            wm, bm = (pad_conv(conv.weight, conv.bias, cout=fwp) if last else (conv.weight, conv.bias))
-            self.merges.append(self._param(wm, bm))
-        self.refine = self._param(*pad_conv(head.refine.weight, head.refine.bias, cout=fwp, cin=fwp))
+            if i < len(head.merges) - 1:
+                self.merges.append(self._param(conv.weight, conv.bias))
+            elif not self.narrow:
+                self.merges.append(self._param(*pad_conv(conv.weight, conv.bias, cout=fwp)))
+            elif conv.weight.shape[1] >= K.MERGE_GEMM_MIN:
+                s, t = self.tap_affine[0]
+                self.merges.append(K.MergeParams(conv.weight.to(dev), conv.bias.to(dev), s, t, dtype))
+            else:
+                self.merges.append(K.NarrowParams(conv.weight.to(dev), conv.bias.to(dev), "relu"))
+        wr, br = pad_conv(head.refine.weight, head.refine.bias, cout=fwp, cin=fwp)
+        self.refine = K.NarrowParams(wr.to(dev), br.to(dev), "relu") if self.narrow else self._param(wr, br)
         wo, bo = pad_conv(head.out.weight, head.out.bias, cin=fwp)
         bins = None
         if model.config.output == "ab":
@@ -255,8 +268,16 @@ class FastColorizer(torch.nn.Module):
         x = self.conv(taps[-1], self.reduce)                     # BN folded in
         for i, m in enumerate(self.merges):
             t = len(taps) - 2 - i
-            x = self.conv(K.head_step(x, taps[t], *self.tap_affine[t]), m, "relu")
-        x = self.conv(x + gray, self.refine, "relu")             # (B, final_width (padded), h, w)
+            if isinstance(m, K.MergeParams):                     # + gray, fused
+                x = K.merge_gemm(x, taps[t], m, L)
+            elif isinstance(m, K.NarrowParams):
+                x = K.narrow_conv(K.head_step(x, taps[t], *self.tap_affine[t]), m, L)
+            else:
+                x = self.conv(K.head_step(x, taps[t], *self.tap_affine[t]), m, "relu")
+        if self.narrow:
+            x = K.narrow_conv(x, self.refine)                    # (B, 4, h, w)
+        else:
+            x = self.conv(x + gray, self.refine, "relu")         # (B, final_width (padded), h, w)
         return K.head_out(x, self.out)
 
     @staticmethod
