@@ -733,7 +733,8 @@ def narrow_conv(x: torch.Tensor, p: NarrowParams, L: torch.Tensor | None = None)
     x = _nhwc(x)
     gray = _gray_arg(L, x, B, h, w)
     out = torch.empty(B, NARROW, h, w, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    BLOCK_P = min(256 if p.FP <= 8 else 128, max(16, triton.next_power_of_2(w)))
+    # measured at 512^2, B=32 on an H200: FP=4 refine 0.113 ms at 512 px per program, 0.134 at 256
+    BLOCK_P = min(512 if p.FP <= 4 else 256 if p.FP <= 8 else 128, max(16, triton.next_power_of_2(w)))
     _narrow_conv_kernel[(B * h, triton.cdiv(w, BLOCK_P))](
         x, p.w_packed, p.bias, gray, out, h, w, LEAKY_SLOPE, F_=Fc, FP=p.FP, ACT=ACTS[p.act],
         GRAY=L is not None, BLOCK_P=BLOCK_P, num_warps=4)
