@@ -11,6 +11,9 @@ that computes what ``model`` computes, faster:
 * fp16 (or bf16) weights and activations in channels_last, input channels padded to 8 and
   the final width to a multiple of 8 with zero weights (tensor-core friendly, exact);
 * conv + bias + ReLU as one cuDNN call where cuDNN offers it (checked at start);
+* the full-resolution tail in Triton (``triton_convs``): the last merge as two GEMMs and a
+  tap sum (``kernels.merge_gemm``; the 64-channel head-step tensor is never written),
+  refine as a narrow FMA conv, the gray add fused;
 * the out conv and its readout fused (``kernels.head_out``): for "bins" models the Q
   logits per pixel live in registers only, softmax(logits / T) @ bins is written as ab;
 * one CUDA graph per (batch bucket, h, w): static input/output buffers, warm-up on a

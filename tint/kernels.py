@@ -5,14 +5,20 @@
     ab (work) + L -> uint8     join_u8_reference             _join_u8_kernel
     up2(x) + BN(tap)           head_step_reference           _head_step_kernel
     out conv (+ annealed mean) head_out_reference            _head_out_kernel
+    2x2 max-pool (NHWC)        max_pool2x2_reference         _max_pool2x2_kernel
+    conv1 straight from L      stem_conv_reference           _stem_kernel
+    narrow 3x3 conv (+ gray)   narrow_conv_reference         _narrow_conv_kernel
+    last merge: 2 GEMMs + sum  merge_gemm_reference          merge_gemm (_merge_taps_kernel)
 
-The public functions (``lightness_u8``, ``join_u8``, ``head_step``, ``head_out``) take
+The public functions (``lightness_u8``, ``join_u8``, ``head_step``, ``head_out``, ...) take
 the fast path only when Triton is importable and the tensors are on CUDA (or, for tests,
 on the CPU under ``TRITON_INTERPRET=1``); everywhere else they call the reference, so a
 CPU-only install never needs Triton.  ``TINT_NO_TRITON=1`` forces the references.
 
-All kernels compute in float32 whatever their storage dtype, and take strides, so
-NCHW, channels_last and (B, H, W, 3) views all work without copies.
+All kernels compute in float32 whatever their storage dtype.  The input and output stages
+take strides (NCHW, channels_last and (B, H, W, 3) views without copies); the network
+kernels index dense channels_last with the channel count a constexpr (vector loads), and
+their public functions make other layouts dense first.
 """
 from __future__ import annotations
 
