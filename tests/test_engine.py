@@ -130,8 +130,13 @@ def _frames(B, H, W, seed=0):
     return torch.randint(0, 256, (B, H, W, 3), dtype=torch.uint8, generator=g)
 
 
+def _pixel_diff(got, ref):
+    """(B, H, W): the largest difference over R, G, B of each pixel, in 8-bit levels."""
+    return (got.int() - ref.int()).abs().amax(-1)
+
+
 def _compare(got, ref, levels=2, frac=0.999):
-    d = (got.int() - ref.int()).abs()
+    d = _pixel_diff(got, ref)
     return (d <= levels).float().mean().item() >= frac, d.max().item()
 
 
@@ -193,7 +198,8 @@ def test_gpu_runner_uses_engine(tiny_weights):
 
 
 def _pipeline_vs_eager(weights, frames_list, size=256, worst=0.999):
-    """Within 2 levels on 99.9 % of all pixels of ``frames_list``, and on ``worst`` of each."""
+    """All of a pixel's R, G, B within 2 levels on 99.9 % of all pixels of ``frames_list``,
+    and on ``worst`` of each frame's pixels."""
     import tint
     eager = tint.api.Runner(weights, device="cuda", size=size, precision="fp32")
     eager._network = eager.model                       # the plain fp32 eager path
@@ -205,8 +211,9 @@ def _pipeline_vs_eager(weights, frames_list, size=256, worst=0.999):
         ref = eager.colorize_tensor(x.cuda().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).cpu()
         ok, dmax = _compare(got, ref, frac=worst)
         assert got.shape == ref.shape and ok, (tuple(x.shape), dmax)
-        within += int(((got.int() - ref.int()).abs() <= 2).sum())
-        total += got.numel()
+        d = _pixel_diff(got, ref)
+        within += int((d <= 2).sum())
+        total += d.numel()
     assert within / total >= 0.999, within / total
 
 
