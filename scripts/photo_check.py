@@ -34,15 +34,33 @@ def main():
     for name, (w, size) in models.items():
         eager = tint.api.Runner(w, device="cuda", size=size, precision="fp32")
         eager._network = eager.model
-        refs = [eager.colorize_tensor(x.cuda().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).cpu() for x in frames]
-        variants = {"engine": {}, "engine, cuDNN convs": {"triton_convs": False}}
+
+        def run_eager(x, eager=eager):
+            return eager.colorize_tensor(x.cuda().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).cpu()
+        # the reference is eager fp32 as users run it: cuDNN convs in TF32 (PyTorch's default)
+        refs = [run_eager(x) for x in frames]
+
+        def strict_fp32(x):            # the same model with TF32 off: how far is fp32 from itself?
+            old = torch.backends.cudnn.allow_tf32
+            torch.backends.cudnn.allow_tf32 = False
+            try:
+                return run_eager(x)
+            finally:
+                torch.backends.cudnn.allow_tf32 = old
+
+        variants = {"engine": {}, "engine, cuDNN convs": {"triton_convs": False}, "engine fp32": {"precision": "fp32"},
+                    "eager fp32, TF32 off": None}
         for vname, kw in variants.items():
-            fast = tint.api.Runner(w, device="cuda", size=size)
-            fast._network = E.Engine(fast.model, "fp16", **kw)
-            pipe = E.FramePipeline.from_runner(fast)
+            if kw is None:
+                run = strict_fp32
+            else:
+                kw = dict(kw)
+                fast = tint.api.Runner(w, device="cuda", size=size)
+                fast._network = E.Engine(fast.model, kw.pop("precision", "fp16"), **kw)
+                run = E.FramePipeline.from_runner(fast).run
             px, val, mx, n_px, n_val = [], [], [], 0, 0
             for x, ref in zip(frames, refs):
-                d = (pipe.run(x).int() - ref.int()).abs()
+                d = (run(x).int() - ref.int()).abs()
                 dp = d.amax(-1)                          # a pixel's largest R/G/B difference
                 px.append(int((dp <= 2).sum()) / dp.numel())
                 val.append(int((d <= 2).sum()) / d.numel())
@@ -52,6 +70,7 @@ def main():
             print(f"{name:9s} {vname:20s} pixels within 2: all {n_px / tot:.5f}, worst photo {min(px):.5f} | "
                   f"values within 2: all {n_val / (3 * tot):.5f}, worst {min(val):.5f} | max diff {max(mx)} | "
                   f"per photo (pixels) {[round(f, 4) for f in px]}", flush=True)
+
 
 if __name__ == "__main__":
     main()
