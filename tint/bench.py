@@ -53,7 +53,9 @@ def add_arguments(p):
     p.add_argument("--compile-mode", default="max-autotune")
     p.add_argument("--compile-batches", default="same",
                    help="batches for the compiled variant: 'same' as the engine (1..--max-batch, fair), "
-                        "'best' (1 and the engine's best), or a comma list; each is a fresh compile")
+                        "'best' (1 and the engine's best), 'top' (the engine's best only), or a comma list; "
+                        "per input as 'INPUT:SPEC' entries separated by ';' (e.g. '512:1,32;top'); "
+                        "each batch is a fresh compile")
     p.add_argument("--budget", type=float, default=330.0,
                    help="seconds: past this, remaining compiles and batch sweeps are skipped")
     p.add_argument("--json", default=None, help="write all numbers to this JSON file")
@@ -322,21 +324,23 @@ def run(args) -> int:
                 factory = make()
                 if cuda:
                     torch.cuda.reset_peak_memory_stats(device)
-                t1 = time.perf_counter()
-                call = factory(1)
-                call()                                  # graph capture / compile happens here
-                timer.sync()
-                row["setup_s"] = round(time.perf_counter() - t1, 2)
-                row["latency"] = timer.latency(call)
-                if cuda:
-                    row["mem_gb_b1"] = torch.cuda.max_memory_allocated(device) / 2**30
                 # compiled: the engine's batches too (a fair comparison), each a fresh compile;
                 # --compile-batches narrows that when time is short
                 sweep = batches if vname != "compiled" else _compile_batches(args, batches, rows, name)
+                if vname != "compiled" or 1 in sweep:
+                    t1 = time.perf_counter()
+                    call = factory(1)
+                    call()                              # graph capture / compile happens here
+                    timer.sync()
+                    row["setup_s"] = round(time.perf_counter() - t1, 2)
+                    row["latency"] = timer.latency(call)
+                    if cuda:
+                        row["mem_gb_b1"] = torch.cuda.max_memory_allocated(device) / 2**30
+                    del call
                 row["throughput"] = _sweep(timer, factory, sweep, device, over, vname == "compiled")
             row["wall_s"] = round(time.perf_counter() - t0, 1)
             rows.append(row)
-            del factory, call
+            del factory
             _free(device)
             log(_row_line(row))
         pipe._states.clear()
@@ -373,15 +377,30 @@ def _free(device):
 
 
 def _compile_batches(args, batches, rows, name) -> list[int]:
-    spec = (getattr(args, "compile_batches", None) or "same").strip().lower()
+    """The batches the compiled variant is measured at for input ``name``.
+
+    ``--compile-batches`` is one spec for every input, or ';'-separated entries where
+    ``input:spec`` sets one input and a bare spec the rest (e.g. ``512:1,32;top``).  A spec
+    is 'same' (the engine's batches), 'best' (1 and the engine's best), 'top' (the engine's
+    best only: no batch-1 latency) or a comma list.  Each batch is a fresh compile."""
+    spec, default = None, "same"
+    for entry in (getattr(args, "compile_batches", None) or "same").lower().split(";"):
+        key, sep, val = entry.strip().rpartition(":")
+        if not sep:
+            default = val.strip() or default
+        elif key.strip() == name:
+            spec = val.strip()
+    spec = spec or default
     if spec == "same":
         return batches
-    if spec == "best":          # batch 1 and the engine's best batch only
-        return sorted({1, _best(rows, name, "engine", batches[-1])})
+    if spec in ("best", "top"):
+        top = _best(rows, name, "engine", batches[-1])
+        return [top] if spec == "top" else sorted({1, top})
     try:
         return sorted({int(b) for b in spec.split(",") if b.strip()})
     except ValueError:
-        raise TintError(f"--compile-batches: expected 'same', 'best' or a comma list of ints, got {spec!r}") from None
+        raise TintError(f"--compile-batches: expected 'same', 'best', 'top' or a comma list of ints "
+                        f"(optionally 'input:' before each, ';' between), got {spec!r}") from None
 
 
 def _best(rows, name, variant, default):
@@ -466,7 +485,7 @@ def targets(rows, h2h) -> dict:
 
 
 def _row_line(r) -> str:
-    lat = r.get("latency", {})
+    lat = r.get("latency") or {}
     thr = r.get("throughput", {})
     return (f"  {r['input']:>6} {r['variant']:<11} lat {lat.get('median_ms', float('nan')):8.3f} ms  "
             f"thr {thr.get('best_ips', 0):9.1f}/s @{thr.get('best_batch', 0)}  ({r.get('wall_s', 0)} s)")
@@ -488,9 +507,10 @@ def format_table(rows, peak, h2h, tg) -> str:
         f32 = base.get((r["input"], "eager-fp32"))
         cmp_ = base.get((r["input"], "compiled"))
         ratio = lambda o: f"{ips / o['throughput']['best_ips']:7.2f}" if o and o["throughput"]["best_ips"] else f"{'-':>7}"  # noqa: E731
+        lat = lambda r, k: f"{r['latency'][k]:8.3f}" if r.get("latency") else f"{'-':>8}"  # noqa: E731
         lines.append(
             f"{r['input']:>6} {'x'.join(map(str, r['work'])):>9} {r['variant']:<11} "
-            f"{r['latency']['median_ms']:8.3f} {r['latency']['p99_ms']:8.3f} {ips:9.1f} {thr['best_batch']:>3} "
+            f"{lat(r, 'median_ms')} {lat(r, 'p99_ms')} {ips:9.1f} {thr['best_batch']:>3} "
             f"{tf:8.1f} {(100 * tf / pk if pk else float('nan')):6.1f} {r.get('mem_gb_b1', float('nan')):7.2f} "
             f"{ratio(f32)} {ratio(cmp_)}")
     if pk:
