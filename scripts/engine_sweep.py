@@ -205,7 +205,7 @@ def kernel_table(device, B=16, reps=50):
         x = torch.randn(B, C, S, S, **h16).contiguous(memory_format=cl)
         exact = torch.equal(K.max_pool2x2(x), F.max_pool2d(x, 2))
         row(f"max_pool {C}x{S}^2", x.numel() * 2 * 1.25,
-            [("old", lambda: F.max_pool2d(x, 2)), ("new", lambda: K.max_pool2x2(x))], {"exact": exact})
+            [("old", lambda x=x: F.max_pool2d(x, 2)), ("new", lambda x=x: K.max_pool2x2(x))], {"exact": exact})
         del x
     # head step: tap 64ch @512 (the biggest), x 64ch @256
     for C, S in ((256, 128), (128, 256), (64, 512)):
@@ -215,8 +215,8 @@ def kernel_table(device, B=16, reps=50):
         ref = K.head_step_reference(x.float(), tap.float(), s, t)
         err = (K.head_step(x, tap, s, t).float() - ref).norm() / ref.norm()
         row(f"head_step {C}x{S}^2", (2 * tap.numel() + x.numel()) * 2,
-            [("new", lambda: K.head_step(x, tap, s, t)),
-             ("torch", lambda: K.head_step_reference(x, tap, s, t))], {"rel": err.item()})
+            [("new", lambda x=x, tap=tap: K.head_step(x, tap, s, t)),
+             ("torch", lambda x=x, tap=tap: K.head_step_reference(x, tap, s, t))], {"rel": err.item()})
         del x, tap, ref
     # head out: 8 channels (3 used) @512 -> 2 channels fp32
     x = torch.relu(torch.randn(B, 8, 512, 512, **h16))
@@ -228,7 +228,7 @@ def kernel_table(device, B=16, reps=50):
     ref = K.head_out_reference(x, w, b)
     err = ((K.head_out(x, p) - ref).norm() / ref.norm()).item()
     row("head_out ab 8(3)ch 512^2", x.numel() * 2 + B * 2 * 512 * 512 * 4,
-        [("new", lambda: K.head_out(x, p)), ("torch", lambda: K.head_out_reference(x, w, b))], {"rel": err})
+        [("new", lambda x=x: K.head_out(x, p)), ("torch", lambda x=x: K.head_out_reference(x, w, b))], {"rel": err})
     del x, ref
     # head out, bins (final_width 32, 261 bins), smaller batch: speed second priority
     from tint.model import ab_bins
@@ -240,7 +240,7 @@ def kernel_table(device, B=16, reps=50):
     ref = K.head_out_reference(x, p.packed_weight(), b, bins, 0.38)
     err = ((K.head_out(x, p) - ref).norm() / ref.norm()).item()
     row(f"head_out bins 32ch 512^2 B={Bb}", x.numel() * 2 + Bb * 2 * 512 * 512 * 4,
-        [("new", lambda: K.head_out(x, p))], {"rel": err}, n=10)
+        [("new", lambda x=x: K.head_out(x, p))], {"rel": err}, n=10)
     del x, ref
     torch.cuda.empty_cache()
     return rows

@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     if not args.no_gray:
         rows += [("gray (luma x3), squash", lambda im: squash(to_gray(im))),
                  ("gray (luma x3), centre crop", lambda im: centre_crop(to_gray(im)))]
-    print(f"| Input | Top-1 | Top-5 |\n|---|---|---|")
+    print("| Input | Top-1 | Top-5 |\n|---|---|---|")
     for name, prep in rows:
         t1, t5 = accuracy(model, images, labels, prep)
         print(f"| {name} | {t1:.1f} % | {t5:.1f} % |", flush=True)
