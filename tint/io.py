@@ -90,9 +90,23 @@ def _check_input_path(path: Path) -> None:
         raise TintError(f"{path}: empty file (0 bytes)")
 
 
-def _open(path: Path, limit: int):
-    """Pillow image with only its header read, or a TintError; refuses bombs by the header."""
+class NotAnImage(TintError):
+    """Bytes that no (allowed) Pillow decoder recognizes."""
+
+
+class TooManyPixels(TintError):
+    """An image whose header declares more pixels than the limit: refused before decoding."""
+
+
+def open_header(src: Path | bytes, limit: int, formats: tuple[str, ...] | None = None,
+                hint: str = "raise TINT_MAX_PIXELS to allow it"):
+    """A Pillow image with only its header read, from a path or from bytes (the web server).
+
+    Refuses decompression bombs by the header (``TooManyPixels``), unknown data or formats
+    outside ``formats`` (``NotAnImage``), and unreadable headers and empty images
+    (``TintError``); messages start with the path, or "image" for bytes."""
     from PIL import Image, UnidentifiedImageError
+    name = "image" if isinstance(src, (bytes, bytearray)) else str(src)
     # Pillow runs its own bomb check (warning, then error at twice its limit) inside open(),
     # against a process-wide setting.  open() reads only the header, so switch that check
     # off for the call and let ours, just below, decide with one limit and one message.
@@ -100,26 +114,23 @@ def _open(path: Path, limit: int):
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            im = Image.open(path)
-        except Image.DecompressionBombError:
-            raise TintError(f"{path}: image declares more than {limit:,} pixels; refusing to decode "
-                            f"it (raise TINT_MAX_PIXELS to allow larger images)") from None
+            im = Image.open(io.BytesIO(src) if name == "image" else src, formats=formats)
         except UnidentifiedImageError:
-            raise TintError(f"{path}: not an image, or an unsupported image format") from None
+            raise NotAnImage(f"{name}: not an image, or an unsupported image format") from None
         except PermissionError:
-            raise TintError(f"{path}: permission denied") from None
+            raise TintError(f"{name}: permission denied") from None
         except (OSError, SyntaxError, ValueError, struct.error, EOFError) as e:
-            raise TintError(f"{path}: corrupt image header ({_reason(e)})") from None
+            raise TintError(f"{name}: corrupt image header ({_reason(e)})") from None
         finally:
             Image.MAX_IMAGE_PIXELS = saved
     w, h = im.size
     if w * h > limit:
         im.close()
-        raise TintError(f"{path}: image declares {w}x{h} = {w * h:,} pixels, over the limit of "
-                        f"{limit:,}; refusing to decode it (raise TINT_MAX_PIXELS to allow it)")
+        raise TooManyPixels(f"{name}: image declares {w}x{h} = {w * h:,} pixels, over the limit of "
+                            f"{limit:,}; refusing to decode it ({hint})")
     if w <= 0 or h <= 0:
         im.close()
-        raise TintError(f"{path}: image has no pixels ({w}x{h})")
+        raise TintError(f"{name}: image has no pixels ({w}x{h})")
     return im
 
 
@@ -259,7 +270,7 @@ def read_image(path: str | os.PathLike) -> ImageData:
     path = Path(path)
     _check_input_path(path)
     limit = max_pixels()
-    im = _open(path, limit)
+    im = open_header(path, limit)
     try:
         fmt = im.format or ""
         # Before anything that loads the pixels (PNG's getexif does): the tile says the bit depth.

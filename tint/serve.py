@@ -176,26 +176,20 @@ def parse_options(query, default_size: int) -> tuple[int, str, int]:
 
 
 def decode_image(data: bytes, max_pixels: int):
-    """Image bytes -> a loaded PIL image.  The size is read from the header and checked
-    against ``max_pixels`` before any pixel is decoded; the type comes from the bytes."""
-    from PIL import Image, UnidentifiedImageError
+    """Image bytes -> a loaded PIL image.  The header is checked as ``tint.io`` checks files
+    (size against ``max_pixels`` before any pixel is decoded); the type comes from the bytes."""
+    from .io import NotAnImage, TooManyPixels, open_header
     if not data:
         raise RequestError(400, "empty body: send the image bytes (raw or multipart/form-data)")
     try:
-        img = Image.open(io.BytesIO(data), formats=DECODERS)
-    except UnidentifiedImageError:
+        img = open_header(data, max_pixels, formats=DECODERS, hint="this server's --max-pixels")
+    except NotAnImage:
         raise RequestError(415, "not an image this server can decode "
                                 "(send PNG, JPEG, WebP, TIFF, BMP, GIF or PPM bytes)") from None
-    except Image.DecompressionBombError as e:
-        raise RequestError(413, f"image has too many pixels ({e})") from None
-    except Exception as e:  # a header PIL recognized but could not parse
-        raise RequestError(400, f"could not read the image header ({type(e).__name__})") from None
-    w, h = img.size
-    if w < 1 or h < 1:
-        raise RequestError(400, f"image has no pixels ({w}x{h})")
-    if w * h > max_pixels:
-        raise RequestError(413, f"image is {w}x{h} = {w * h:,} pixels; this server accepts at most "
-                                f"{max_pixels:,} (--max-pixels)")
+    except TooManyPixels as e:
+        raise RequestError(413, str(e)) from None
+    except TintError as e:
+        raise RequestError(400, str(e)) from None
     try:
         img.load()
     except Exception as e:  # truncated or corrupt data: PIL raises OSError, ValueError, SyntaxError...
