@@ -2,18 +2,7 @@
 and refine 3 -> 3, + gray) under cuDNN with the final width padded to 8, 16 or 32."""
 import torch
 
-
-def t(fn, n=20):
-    for _ in range(3):
-        fn()
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    s.record()
-    for _ in range(n):
-        fn()
-    e.record()
-    torch.cuda.synchronize()
-    return s.elapsed_time(e) / n
+from tail_sweep import timed as t                       # scripts/ is on the path when run as a script
 
 
 torch.backends.cudnn.benchmark = True

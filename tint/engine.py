@@ -259,8 +259,11 @@ class FastColorizer(torch.nn.Module):
     def forward(self, L: torch.Tensor) -> torch.Tensor:
         """L (B, 1, h, w) float in [0, 100] -> ab (B, 2, h, w) float32."""
         B, _, h, w = L.shape
-        gray = (L / 100.0).to(self.dtype)
-        if self._fast(self.stem, L):
+        fast_stem = self._fast(self.stem, L)
+        # gray for the cuDNN stem's input planes and the unfused refine add; the Triton stem
+        # and the narrow tail read L themselves
+        gray = None if fast_stem and self.narrow else (L / 100.0).to(self.dtype)
+        if fast_stem:
             taps = self.encode(K.stem_conv(L, self.stem), start=1)      # conv1 from L in registers
         else:
             x = torch.zeros(B, self.in_channels, h, w, device=L.device, dtype=self.dtype)

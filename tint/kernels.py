@@ -321,6 +321,19 @@ def head_out_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 if HAVE_TRITON:
     @triton.jit
+    def _tap_tile(img, y, xs, h, w, k: tl.constexpr, c, F_: tl.constexpr, FP: tl.constexpr):
+        # Tap k of a 3x3 conv with zero padding: the (BLOCK_P, FP) NHWC tile of the pixels
+        # xs of row y shifted by k's offset, 0 outside the image.  Channels F_USED..FP-1 have
+        # zero weights: read them unmasked when the pixel has them (FP <= F_), which keeps
+        # the loads whole vectors.
+        yy = y + (k // 3 - 1)
+        xx = xs + (k % 3 - 1)
+        wl = tl.where((yy >= 0) & (yy < h), w, 0)              # row outside: all masked
+        mp = (xx >= 0) & (xx < wl)
+        mk = mp[:, None] & (c < F_)[None, :] if FP > F_ else mp[:, None] & (c >= 0)[None, :]
+        return tl.load(img + (yy * w + xx)[:, None] * F_ + c[None, :], mk, other=0.0)
+
+    @triton.jit
     def _head_out_kernel(x_ptr, w_ptr, b_ptr, bins_ptr, o_ptr, h, w, Q, inv_t,
                          sob, soc, soy, sox,
                          F_: tl.constexpr, F_USED: tl.constexpr, FP: tl.constexpr, COLS: tl.constexpr,
@@ -334,10 +347,7 @@ if HAVE_TRITON:
         b = row // h
         y = row % h
         xs = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-        # channels F_USED..FP-1 have zero weights: read them unmasked when the pixel has
-        # them (FP <= F_), which keeps the loads whole vectors
         c = tl.arange(0, FP)
-        mc = (c < F_)[None, :]
         mo = xs < w
         img = x_ptr + b.to(tl.int64) * h * w * F_
         o = o_ptr + b.to(tl.int64) * sob + y * soy + xs * sox
@@ -353,12 +363,7 @@ if HAVE_TRITON:
                 q = qi * QC + tl.arange(0, QC)
                 z = tl.zeros((BLOCK_P, QC), tl.float32)
                 for k in tl.static_range(9):
-                    yy = y + (k // 3 - 1)
-                    xx = xs + (k % 3 - 1)
-                    wl = tl.where((yy >= 0) & (yy < h), w, 0)          # row outside: all masked
-                    mp = (xx >= 0) & (xx < wl)
-                    mk = mp[:, None] & mc if FP > F_ else mp[:, None] & (c >= 0)[None, :]
-                    v = tl.load(img + (yy * w + xx)[:, None] * F_ + c[None, :], mk, other=0.0)
+                    v = _tap_tile(img, y, xs, h, w, k, c, F_, FP)
                     wt = tl.load(w_ptr + (k * FP + c)[:, None] * COLS + q[None, :])
                     z = tl.dot(v, wt, z, input_precision=PREC)
                 bias = tl.load(b_ptr + q)
@@ -381,12 +386,7 @@ if HAVE_TRITON:
             acc0 = tl.zeros((BLOCK_P,), tl.float32)
             acc1 = tl.zeros((BLOCK_P,), tl.float32)
             for k in tl.static_range(9):
-                yy = y + (k // 3 - 1)
-                xx = xs + (k % 3 - 1)
-                wl = tl.where((yy >= 0) & (yy < h), w, 0)              # row outside: all masked
-                mp = (xx >= 0) & (xx < wl)
-                mk = mp[:, None] & mc if FP > F_ else mp[:, None] & (c >= 0)[None, :]
-                v = tl.load(img + (yy * w + xx)[:, None] * F_ + c[None, :], mk, other=0.0).to(tl.float32)
+                v = _tap_tile(img, y, xs, h, w, k, c, F_, FP).to(tl.float32)
                 w0 = tl.load(w_ptr + (k * 2) * FP + c)               # (9, 2, FP): vector loads
                 w1 = tl.load(w_ptr + (k * 2 + 1) * FP + c)
                 acc0 += tl.sum(v * w0[None, :], 1)
@@ -569,6 +569,14 @@ class StemParams:
 
 if HAVE_TRITON:
     @triton.jit
+    def _act_jit(a, ACT: tl.constexpr, slope):          # ACTS codes, as _act
+        if ACT == 0:
+            a = tl.maximum(a, 0.0)
+        elif ACT == 1:
+            a = tl.where(a > 0, a, a * slope)
+        return a
+
+    @triton.jit
     def _stem_kernel(L_ptr, w_ptr, b_ptr, o_ptr, H, W, slope,
                      COUT: tl.constexpr, ACT: tl.constexpr, BLOCK_P: tl.constexpr):
         row = tl.program_id(0)                                   # b * H + y
@@ -586,11 +594,7 @@ if HAVE_TRITON:
         w1 = tl.load(w_ptr + (16 + k[:, None]) * COUT + n[None, :])
         acc = tl.dot(g.to(wg.dtype), wg)
         acc = tl.dot(ok.to(wg.dtype), w1, acc)
-        acc += tl.load(b_ptr + n)[None, :]
-        if ACT == 0:
-            acc = tl.maximum(acc, 0.0)
-        elif ACT == 1:
-            acc = tl.where(acc > 0, acc, acc * slope)
+        acc = _act_jit(acc + tl.load(b_ptr + n)[None, :], ACT, slope)
         o = o_ptr + (row.to(tl.int64) * W + xs[:, None]) * COUT + n[None, :]
         tl.store(o, acc.to(o_ptr.dtype.element_ty), (xs < W)[:, None])
 
@@ -670,14 +674,6 @@ class NarrowParams:
 
 if HAVE_TRITON:
     @triton.jit
-    def _act_jit(a, ACT: tl.constexpr, slope):
-        if ACT == 0:
-            a = tl.maximum(a, 0.0)
-        elif ACT == 1:
-            a = tl.where(a > 0, a, a * slope)
-        return a
-
-    @triton.jit
     def _narrow_conv_kernel(x_ptr, w_ptr, b_ptr, L_ptr, o_ptr, h, w, slope,
                             F_: tl.constexpr, FP: tl.constexpr, ACT: tl.constexpr, GRAY: tl.constexpr,
                             BLOCK_P: tl.constexpr):
@@ -688,19 +684,13 @@ if HAVE_TRITON:
         y = row % h
         xs = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
         c = tl.arange(0, FP)
-        mc = (c < F_)[None, :]
         img = x_ptr + b.to(tl.int64) * h * w * F_
         a0 = tl.zeros((BLOCK_P,), tl.float32)
         a1 = tl.zeros((BLOCK_P,), tl.float32)
         a2 = tl.zeros((BLOCK_P,), tl.float32)
         a3 = tl.zeros((BLOCK_P,), tl.float32)
         for k in tl.static_range(9):
-            yy = y + (k // 3 - 1)
-            xx = xs + (k % 3 - 1)
-            wl = tl.where((yy >= 0) & (yy < h), w, 0)              # row outside: all masked
-            mp = (xx >= 0) & (xx < wl)
-            mk = mp[:, None] & mc if FP > F_ else mp[:, None] & (c >= 0)[None, :]
-            v = tl.load(img + (yy * w + xx)[:, None] * F_ + c[None, :], mk, other=0.0).to(tl.float32)
+            v = _tap_tile(img, y, xs, h, w, k, c, F_, FP).to(tl.float32)
             wk = w_ptr + k * 4 * FP + c
             a0 += tl.sum(v * tl.load(wk)[None, :], 1)
             a1 += tl.sum(v * tl.load(wk + FP)[None, :], 1)
@@ -768,8 +758,6 @@ class MergeParams:
         co, C = weight.shape[:2]
         if co > NARROW or weight.shape[-2:] != (3, 3):
             raise ValueError(f"merge: at most {NARROW} outputs of a 3x3 conv, got {tuple(weight.shape)}")
-        self.weight, self.bias = weight.detach().float(), bias.detach().float()
-        self.scale, self.shift = scale.detach().float(), shift.detach().float()
         self.C = C
         wk = weight.detach().double().permute(1, 2, 3, 0).reshape(C, 9, co)      # [c, k, j]
         wx = wk.new_zeros(C, 9, NARROW)
@@ -779,7 +767,7 @@ class MergeParams:
         self.w_x = wx.to(dtype).contiguous()
         self.b_x = (shift.double() @ wx).to(dtype)                              # (GC,)
         self.b_out = torch.zeros(NARROW, dtype=torch.float32, device=weight.device)
-        self.b_out[:co] = self.bias
+        self.b_out[:co] = bias.detach().float()
 
 
 def merge_taps_reference(g: torch.Tensor, u: torch.Tensor, bias: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
