@@ -82,6 +82,23 @@ def test_fast_colorizer_matches_model(backbone, output, gpu_layout):
     assert (got - ref).abs().max().item() < 1e-3          # Lab units
 
 
+@pytest.mark.parametrize("backbone,output,stride,gpu_layout", [
+    ("tiny-darknet", "bins", 2, False), ("tiny-darknet", "bins", 2, True),
+    ("tiny-darknet", "ab", 4, True), ("vgg16", "ab", 2, False)])
+def test_fast_colorizer_matches_model_with_context(backbone, output, stride, gpu_layout):
+    torch.manual_seed(0)
+    m = Colorizer(ColorizerConfig(backbone=backbone, output=output, final_width=16, context=24,
+                                  out_stride=stride))
+    torch.nn.init.normal_(m.head.context.film.weight, std=0.1)     # a trained branch is not the identity
+    m = randomize_bn(m).eval()
+    L = torch.rand(2, 1, 48, 80) * 100
+    with torch.no_grad():
+        ref = m(L)
+    got = E.FastColorizer(m, gpu_layout=gpu_layout)(L)
+    assert got.shape == ref.shape == (2, 2, 48, 80)
+    assert rel(got, ref) < 1e-5
+
+
 def test_engine_leaves_model_untouched():
     m = make()
     before = {k: v.clone() for k, v in m.state_dict().items()}
@@ -176,6 +193,27 @@ def test_gpu_engine_matches_fp32_model(backbone, output, precision, tol):
     again = eng(L)                                                      # graph replay reused
     assert torch.equal(again, got)
     assert len(eng._cache) == 3
+
+
+@gpu
+@pytest.mark.parametrize("precision,tol", [("fp16", 2e-2), ("bf16", 6e-2)])
+def test_gpu_engine_matches_context_stride_model(precision, tol):
+    """The 2026-12 default design: global context, chroma at stride 2, 261 bins."""
+    from tint.train import init_fresh
+    torch.manual_seed(0)
+    m = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=64, context=128,
+                                  out_stride=2, temperature=0.5))
+    init_fresh(m)
+    torch.nn.init.normal_(m.head.context.film.weight, std=0.05)
+    m = randomize_bn(m).eval().cuda()
+    eng = E.prepare(m, precision=precision)
+    for shape in ((1, 1, 16, 16), (3, 1, 48, 80), (2, 1, 256, 256)):
+        L = F.avg_pool2d(torch.rand(shape, device="cuda") * 100, 5, 1, 2)
+        with torch.no_grad():
+            ref = m(L)
+        got = eng(L)
+        assert got.shape == ref.shape and torch.isfinite(got).all()
+        assert rel(got, ref) < tol, (shape, rel(got, ref))
 
 
 @gpu

@@ -196,3 +196,51 @@ class TestConfig:
     def test_model_keeps_config(self):
         c = ColorizerConfig(backbone="tiny-darknet", output="ab")
         assert Colorizer(c).config == c
+
+
+class TestContextAndStride:
+    """The 2026-12 head options: global context (Iizuka et al.) and a coarser output stride."""
+
+    @pytest.mark.parametrize("backbone,stride", [("tiny-darknet", 2), ("tiny-darknet", 4), ("vgg16", 2)])
+    def test_shapes(self, backbone, stride):
+        m = Colorizer(ColorizerConfig(backbone=backbone, output="bins", final_width=8,
+                                      context=16, out_stride=stride)).eval()
+        L = L_of(2 * m.multiple, 3 * m.multiple, b=2)
+        with torch.no_grad():
+            raw = m.raw(L)
+            ab = m(L)
+        assert raw.shape[-2:] == (2 * m.multiple // stride, 3 * m.multiple // stride)
+        assert ab.shape == (2, 2) + tuple(L.shape[-2:])
+
+    def test_new_context_branch_is_the_identity(self):
+        """film starts at zero: a model with a fresh branch computes what the same weights do without it."""
+        torch.manual_seed(0)
+        plain = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="ab")).eval()
+        ctx = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="ab", context=32)).eval()
+        missing, unexpected = ctx.load_state_dict(plain.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("head.context.") for k in missing)
+        L = L_of(48, 64)
+        with torch.no_grad():
+            assert torch.equal(plain(L), ctx(L))
+
+    def test_context_sees_the_whole_image(self):
+        """A change far away moves every pixel's chroma only through the global branch."""
+        torch.manual_seed(0)
+        m = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="ab", context=16)).eval()
+        torch.nn.init.normal_(m.head.context.film.weight, std=0.5)
+        L = L_of(128, 128)
+        L2 = L.clone()
+        L2[..., :32, :32] = 0
+        with torch.no_grad():
+            d = (m(L) - m(L2)).abs()[..., 96:, 96:]      # far corner: outside every conv's reach
+        assert d.max() > 0
+
+    @pytest.mark.parametrize("kw", [{"out_stride": 3}, {"out_stride": 8}, {"context": -1}, {"context": 5000}])
+    def test_invalid(self, kw):
+        with pytest.raises(ValueError):
+            ColorizerConfig(**kw)
+
+    def test_old_files_keep_their_meaning(self):
+        c = ColorizerConfig.from_dict({"backbone": "vgg16", "output": "ab", "final_width": 3, "bin_step": 10.0,
+                                       "temperature": 0.38, "size": 256})
+        assert c.context == 0 and c.out_stride == 1

@@ -244,6 +244,35 @@ def test_train_final_weights_load_and_colorize(photos, pack, tmp_path, tiny_weig
     assert any("val" in rec for rec in lines)
 
 
+def test_context_stride_run_with_exclude_and_steps(photos, pack, tmp_path):
+    """The new head options train; --exclude keeps held-out names out; --steps fixes the
+    schedule so a stopped run resumes into the same one."""
+    from tint.train import run_train
+    excl = tmp_path / "heldout.txt"
+    excl.write_text("img0.jpg\n")
+    base = ("--backbone", "tiny-darknet", "--final-width", "8", "--context", "8", "--out-stride", "2",
+            "--exclude", str(excl), "--steps", "4", "--epochs", "1")
+    out = tmp_path / "c"
+    assert run_train(_args(photos, out, tmp_path / "p.npy", *base, "--stop-at-step", "2")) == 0
+    mid = _state(out)
+    assert mid["step"] == 2 and mid["total_steps"] == 4
+    assert mid["config"]["context"] == 8 and mid["config"]["out_stride"] == 2
+    info = json.loads((tmp_path / "p.json").read_text())
+    assert not any(Path(f).name == "img0.jpg" for f, _ in info["files"])
+    assert run_train(_args(photos, out, tmp_path / "p.npy", *base, "--resume")) == 0
+    assert _state(out)["step"] == 4
+
+
+def test_feature_loss_is_zero_at_truth_and_positive_off_it():
+    from tint.model import TinyDarknetEncoder
+    from tint.train import FeatureLoss
+    torch.manual_seed(0)
+    fl = FeatureLoss(TinyDarknetEncoder(in_channels=3))
+    x = torch.rand(2, 3, 32, 32)
+    assert fl(x, x).item() < 1e-10
+    assert fl(x.flip(1), x).item() > 0
+
+
 def test_time_limit_sizes_schedule(photos, pack, tmp_path, capsys):
     from tint.train import run_train
     out = tmp_path / "t"

@@ -96,15 +96,21 @@ def read_pack_info(pack_path) -> dict:
 
 
 def build_pack(folders, out_path, size: int = 224, workers: int | None = None,
-               log=print, force: bool = False) -> tuple[Path, dict]:
+               log=print, force: bool = False, exclude=None) -> tuple[Path, dict]:
     """Decode every photo under ``folders`` into ``out_path`` (.npy, (N, size, size, 3)
-    uint8) plus a JSON sidecar.  An existing pack whose sidecar lists the same files
-    (path and byte size) and the same ``size`` is reused.  Returns (path, sidecar)."""
+    uint8) plus a JSON sidecar; files whose name is in ``exclude`` (a held-out split) are
+    left out.  An existing pack whose sidecar lists the same files (path and byte size)
+    and the same ``size`` is reused.  Returns (path, sidecar)."""
     from .weights import atomic_write
     out_path = Path(out_path)
     if out_path.suffix != ".npy":
         raise TintError(f"pack path must end in .npy, got {out_path}")
     files = find_images(folders)
+    if exclude:
+        n = len(files)
+        files = [f for f in files if f.name not in exclude]
+        if n != len(files):
+            log(f"pack: {n - len(files)} held-out photos left out")
     if not files:
         raise TintError(f"no JPEG/PNG/WebP images found under {', '.join(map(str, folders))}")
     key = _file_key(files)
@@ -292,9 +298,12 @@ def main(argv=None) -> int:
     p.add_argument("--pack-size", type=int, default=224)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--force", action="store_true")
+    p.add_argument("--exclude", action="append", default=[], metavar="FILE",
+                   help="file names (one per line) to leave out (as tint train --exclude)")
     a = p.parse_args(argv)
     try:
-        build_pack(a.folders, a.out, a.pack_size, a.workers, force=a.force)
+        exclude = {n for f in a.exclude for n in Path(f).read_text().split()}
+        build_pack(a.folders, a.out, a.pack_size, a.workers, force=a.force, exclude=exclude)
     except TintError as e:
         print(f"tint.data: error: {e}", file=sys.stderr)
         return 2

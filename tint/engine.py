@@ -174,14 +174,26 @@ class FastColorizer(torch.nn.Module):
             raise ValueError(f"engine: no plan for encoder {type(enc).__name__}")
 
         # head: BN(deepest tap) folded into reduce; other taps' BN kept as (scale, shift)
+        self.first_tap, self.out_stride = model.first_tap, model.config.out_stride
         w, b = fold_bn_before_conv1x1(head.bns[-1], head.reduce.weight, head.reduce.bias)
         self.reduce = self._param(w, b)
+        # global context: a few small ops on the deepest tap (BN applied explicitly, since
+        # its 3x3 stride-2 convs see zero padding), in plain PyTorch inside the graph
+        self.context = None
+        if head.context is not None:
+            c = head.context
+            s_, t_ = bn_affine(head.bns[-1])
+            self.context = {"bn": (s_.to(dev, dtype).view(1, -1, 1, 1), t_.to(dev, dtype).view(1, -1, 1, 1)),
+                            "conv1": self._param(c.conv1.weight, c.conv1.bias),
+                            "conv2": self._param(c.conv2.weight, c.conv2.bias),
+                            "fc": (c.fc.weight.detach().float(), c.fc.bias.detach().float()),
+                            "film": (c.film.weight.detach().float(), c.film.bias.detach().float())}
         self.tap_affine = [tuple(t.float().to(dev) for t in bn_affine(bn)) for bn in head.bns]
         fw = head.refine.weight.shape[0]
-        # Narrow tail (Triton convs, final width <= 4): the last merge and refine as
-        # kernels.merge_gemm / narrow_conv, the gray add fused, widths padded to 4;
-        # else cuDNN convs with the final width padded to FINAL_PAD.
-        self.narrow = bool(triton_convs) and gpu_layout and fw <= K.NARROW
+        # Narrow tail (Triton convs, final width <= 4, full-resolution output): the last
+        # merge and refine as kernels.merge_gemm / narrow_conv, the gray add fused, widths
+        # padded to 4; else cuDNN convs with the final width padded to FINAL_PAD.
+        self.narrow = bool(triton_convs) and gpu_layout and fw <= K.NARROW and self.out_stride == 1
         fwp = K.NARROW if self.narrow else round_up(fw, FINAL_PAD) if gpu_layout else fw
         self.merges = []
         for i, conv in enumerate(head.merges):
@@ -233,16 +245,25 @@ class FastColorizer(torch.nn.Module):
         except Exception:
             return False
 
-    def conv(self, x, i_or_param, act=None):
+    def conv(self, x, i_or_param, act=None, stride: int = 1):
         w, b, pad = self.convs[i_or_param] if isinstance(i_or_param, int) else i_or_param
         if act == "relu" and self.fuse_conv_relu:
-            return torch.cudnn_convolution_relu(x, w, b, (1, 1), (pad, pad), (1, 1), 1)
-        y = F.conv2d(x, w, b, padding=pad)
+            return torch.cudnn_convolution_relu(x, w, b, (stride, stride), (pad, pad), (1, 1), 1)
+        y = F.conv2d(x, w, b, stride=stride, padding=pad)
         if act == "relu":
             return F.relu_(y)
         if act == "leaky":
             return F.leaky_relu_(y, LEAKY_SLOPE)
         return y
+
+    def global_context(self, deep: torch.Tensor):
+        """GlobalContext on the deepest tap: (1 + gamma, beta), (B, C, 1, 1) each."""
+        c = self.context
+        s, t = c["bn"]
+        g = self.conv(self.conv(deep * s + t, c["conv1"], "relu", stride=2), c["conv2"], "relu", stride=2)
+        g = F.relu(F.linear(g.float().mean((2, 3)), *c["fc"]))
+        gamma, beta = F.linear(g, *c["film"])[:, :, None, None].chunk(2, 1)
+        return (1 + gamma).to(deep.dtype), beta.to(deep.dtype)
 
     def encode(self, x, start: int = 0):
         taps = []
@@ -271,7 +292,11 @@ class FastColorizer(torch.nn.Module):
             x[:, 0:1] = gray
             x[:, 1] = 1.0                                        # the ones plane
             taps = self.encode(x)                                # shallow .. deep
+        taps = taps[self.first_tap:]                             # those the head reads
         x = self.conv(taps[-1], self.reduce)                     # BN folded in
+        if self.context is not None:
+            scale, shift = self.global_context(taps[-1])
+            x = x * scale + shift
         for i, m in enumerate(self.merges):
             t = len(taps) - 2 - i
             if isinstance(m, K.MergeParams):                     # + gray, fused
@@ -283,8 +308,13 @@ class FastColorizer(torch.nn.Module):
         if self.narrow:
             x = K.narrow_conv(x, self.refine)                    # (B, 4, h, w)
         else:
-            x = self.conv(x + gray, self.refine, "relu")         # (B, final_width (padded), h, w)
-        return K.head_out(x, self.out)
+            if self.out_stride > 1:
+                gray = F.avg_pool2d(gray, self.out_stride)
+            x = self.conv(x + gray, self.refine, "relu")         # (B, final_width (padded), h/S, w/S)
+        ab = K.head_out(x, self.out)                             # (B, 2, h/S, w/S) float32
+        if self.out_stride > 1:
+            ab = F.interpolate(ab, scale_factor=float(self.out_stride), mode="bilinear", align_corners=False)
+        return ab
 
     @staticmethod
     def _fast(p, t: torch.Tensor) -> bool:

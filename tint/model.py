@@ -4,10 +4,19 @@ upsampling head (Dahl, "Automatic Colorization", 2016) into chroma.
     L (B, 1, H, W) in [0, 100]
       -> encoder taps  t1 (s1) .. tK (s 2^(K-1))                  # vgg16: 64,128,256,512 ch
       -> x = conv1x1(BN(tK))                                        # (B, c_{K-1}, H/2^(K-1), W/2^(K-1))
-      -> for i = K-1 .. 1:  x = conv3x3(up2(x) + BN(ti))            # ... (B, c_{i-1}, H/2^(i-1), W/2^(i-1))
-      -> x = conv3x3(conv3x3(x + gray))                             # (B, final_width, H, W)
+      -> x = x * (1 + gamma(g)) + beta(g)     (config.context > 0)  # global context, below
+      -> for i = K-1 .. s+1:  x = conv3x3(up2(x) + BN(ti))          # ... (B, c_{i-1}, H/2^(i-1), W/2^(i-1))
+      -> x = conv3x3(conv3x3(x + gray))                             # (B, final_width, H/S, W/S)
       -> out conv: 2 chroma channels (regression) or Q bin logits (classification)
+      -> readout, then bilinear x S up to the working size          # S = config.out_stride = 2^s
     ab (B, 2, H, W) in Lab units
+
+Global context (Iizuka, Simo-Serra & Ishikawa 2016, "Let there be Color!"): the deepest
+tap is reduced by two stride-2 convs and averaged over the whole image into one vector g;
+g modulates every channel of the deepest head features.  One scene-level decision (indoor,
+sky, snow) then colours every pixel, the usual cure for patchy, inconsistent colour.
+Chroma at a coarser stride (``out_stride``) costs a quarter of the full-resolution head
+per factor of 2; chroma is smooth, and the full-resolution lightness keeps every edge.
 
 H and W must be multiples of ``Colorizer.multiple``.  Everything a model needs to be
 rebuilt is in ``ColorizerConfig``; weights files carry it (see ``tint.weights``).
@@ -36,12 +45,18 @@ class ColorizerConfig:
     bin_step: float = 10.0           # ab grid spacing for output="bins"
     temperature: float = 0.38        # annealed-mean readout for output="bins" (Zhang et al. 2016)
     size: int = 256                  # default working size: the network sees about size*size pixels
+    context: int = 0                 # width of the global-context branch (0: none, the classic design)
+    out_stride: int = 1              # chroma is predicted at working size / out_stride (1, 2, 4)
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; known: {', '.join(BACKBONES)}")
         if self.output not in ("ab", "bins"):
             raise ValueError(f"output must be 'ab' or 'bins', got {self.output!r}")
+        if self.out_stride not in (1, 2, 4):
+            raise ValueError(f"out_stride must be 1, 2 or 4, got {self.out_stride!r}")
+        if not 0 <= self.context <= 1024:
+            raise ValueError(f"context must be 0..1024, got {self.context!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -140,28 +155,56 @@ BACKBONES = {"vgg16": VGG16Encoder, "tiny-darknet": TinyDarknetEncoder}
 
 
 # --------------------------------------------------------------------------- head
-class ResidualHead(nn.Module):
-    """Dahl's residual upsampling head over taps ordered shallow (stride 1) to deep."""
+class GlobalContext(nn.Module):
+    """Deepest tap (B, C, h, w) -> per-channel (1 + gamma, beta) of shape (B, width_out, 1, 1).
 
-    def __init__(self, tap_channels, final_width: int, out_channels: int):
+    Two stride-2 convs widen the receptive field to the whole image before the mean; the
+    last linear layer starts at zero, so a new branch begins as the identity."""
+
+    def __init__(self, in_channels: int, width: int, out_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=2, padding=1)
+        self.fc = nn.Linear(width, width)
+        self.film = nn.Linear(width, 2 * out_channels)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, tap):
+        g = F.relu(self.conv2(F.relu(self.conv1(tap))))         # (B, width, h/4, w/4)
+        g = F.relu(self.fc(g.mean((2, 3))))                     # (B, width): one vector per image
+        gamma, beta = self.film(g)[:, :, None, None].chunk(2, 1)   # (B, out, 1, 1) each
+        return 1 + gamma, beta
+
+
+class ResidualHead(nn.Module):
+    """Dahl's residual upsampling head over taps ordered shallow to deep (the shallowest
+    one sets the output stride), with optional global context."""
+
+    def __init__(self, tap_channels, final_width: int, out_channels: int, context: int = 0):
         super().__init__()
         c = tap_channels
         k = len(c)
         self.bns = nn.ModuleList(nn.BatchNorm2d(ch) for ch in c)
         self.reduce = nn.Conv2d(c[-1], c[-2], 1)
+        self.context = GlobalContext(c[-1], context, c[-2]) if context else None
         widths = list(c[:-1][::-1][1:]) + [final_width]        # vgg16: 128, 64, 3
         self.merges = nn.ModuleList(_conv(c[-2 - i], widths[i]) for i in range(k - 1))
         self.refine = _conv(final_width, final_width)
         self.out = _conv(final_width, out_channels)
 
     def forward(self, taps, gray):
-        x = self.reduce(self.bns[-1](taps[-1]))                 # (B, c[K-2], H/2^(K-1), W/2^(K-1))
+        deep = self.bns[-1](taps[-1])
+        x = self.reduce(deep)                                   # (B, c[K-2], H/2^(K-1), W/2^(K-1))
+        if self.context is not None:
+            scale, shift = self.context(deep)
+            x = x * scale + shift
         for i, conv in enumerate(self.merges):
             tap = len(taps) - 2 - i
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = F.relu(conv(x + self.bns[tap](taps[tap])))      # (B, widths[i], H/2^tap, W/2^tap)
-        x = F.relu(self.refine(x + gray))                       # (B, final_width, H, W)
-        return self.out(x)                                      # (B, 2 or Q, H, W)
+        x = F.relu(self.refine(x + gray))                       # (B, final_width, H/S, W/S)
+        return self.out(x)                                      # (B, 2 or Q, H/S, W/S)
 
 
 def ab_bins(step: float = 10.0) -> torch.Tensor:
@@ -196,7 +239,12 @@ class Colorizer(nn.Module):
             out_channels = self.bins.shape[0]
         else:
             out_channels = 2
-        self.head = ResidualHead(self.encoder.tap_channels, config.final_width, out_channels)
+        # taps finer than the output stride are not used
+        self.first_tap = int(math.log2(config.out_stride))
+        if self.first_tap > len(self.encoder.tap_channels) - 2:
+            raise ValueError(f"out_stride {config.out_stride} is too coarse for {config.backbone}")
+        self.head = ResidualHead(self.encoder.tap_channels[self.first_tap:], config.final_width,
+                                 out_channels, config.context)
 
     def _check(self, L):
         if L.dim() != 4 or L.shape[1] != 1:
@@ -206,14 +254,17 @@ class Colorizer(nn.Module):
             raise ValueError(f"H and W must be multiples of {self.multiple}, got {h}x{w}")
 
     def raw(self, L: torch.Tensor) -> torch.Tensor:
-        """Head output: (B, 2, H, W) ab/AB_SCALE for regression, (B, Q, H, W) logits for bins."""
+        """Head output at the output stride S: (B, 2, H/S, W/S) ab/AB_SCALE for regression,
+        (B, Q, H/S, W/S) logits for bins."""
         self._check(L)
         gray = L / 100.0
         x = torch.cat((gray, torch.ones_like(gray)), 1)        # (B, 2, H, W)
-        return self.head(self.encoder(x), gray)
+        taps = self.encoder(x)[self.first_tap:]
+        S = self.config.out_stride
+        return self.head(taps, F.avg_pool2d(gray, S) if S > 1 else gray)
 
     def readout(self, raw: torch.Tensor) -> torch.Tensor:
-        """Head output -> ab (B, 2, H, W) in Lab units."""
+        """Head output -> ab (B, 2, H/S, W/S) in Lab units (at the output stride)."""
         if self.config.output == "ab":
             return raw * AB_SCALE
         # Annealed mean: sharpen the distribution, then take its mean, which keeps
@@ -221,8 +272,16 @@ class Colorizer(nn.Module):
         p = torch.softmax(raw.float() / self.config.temperature, dim=1)
         return torch.einsum("bqhw,qc->bchw", p, self.bins.float()).to(raw.dtype)
 
+    def upsample(self, ab: torch.Tensor) -> torch.Tensor:
+        """ab at the output stride -> ab at the working size (bilinear)."""
+        S = self.config.out_stride
+        if S == 1:
+            return ab
+        return F.interpolate(ab, scale_factor=float(S), mode="bilinear", align_corners=False)
+
     def forward(self, L: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.raw(L))
+        """L (B, 1, H, W) in [0, 100] -> ab (B, 2, H, W) in Lab units."""
+        return self.upsample(self.readout(self.raw(L)))
 
 
 def working_shape(h: int, w: int, size: int, multiple: int) -> tuple[int, int]:

@@ -44,7 +44,7 @@ DATA_TERMS = ("Trained on photos whose terms allow non-commercial research use o
 # Args that define a run: on --resume the checkpoint's values win over the command line.
 RUN_KEYS = ("backbone", "loss", "final_width", "init", "batch", "crop", "pack_size", "lr",
             "encoder_lr_mult", "weight_decay", "warmup", "epochs", "seed", "clip", "bin_sigma",
-            "rebalance_lambda")
+            "rebalance_lambda", "context", "out_stride", "feature_loss", "temperature", "steps")
 SOFT_K = 5
 
 
@@ -110,7 +110,12 @@ def rebalance_weights(prior: torch.Tensor, bins: torch.Tensor, sigma: float = 5.
 
 def compute_loss(kind: str, raw: torch.Tensor, ab: torch.Tensor, bins=None, class_weights=None,
                  sigma: float = 5.0) -> torch.Tensor:
-    """Scalar loss of the head output ``raw`` against the true ``ab`` (B, 2, H, W), float32."""
+    """Scalar loss of the head output ``raw`` against the true ``ab`` (B, 2, H, W), float32.
+
+    A head at output stride S (raw is H/S x W/S) is scored against ab averaged over S x S."""
+    S = ab.shape[-1] // raw.shape[-1]
+    if S > 1:
+        ab = F.avg_pool2d(ab, S)
     if kind == "l2":
         return F.mse_loss(raw.float(), ab / AB_SCALE)
     if kind == "smoothl1":
@@ -122,6 +127,33 @@ def compute_loss(kind: str, raw: torch.Tensor, ab: torch.Tensor, bins=None, clas
             nll = -(w * logp.gather(1, idx)).sum(1)                    # (B, H, W)
             return (class_weights[idx[:, 0]] * nll).mean()
     raise ValueError(f"unknown loss {kind!r}")
+
+
+class FeatureLoss(nn.Module):
+    """Perceptual loss through a frozen ImageNet classifier (the original Tiny Darknet):
+    squared feature differences of the colorized and the true crop at strides 4, 8 and 16,
+    each divided by the true features' mean square.  It rewards colours that keep objects
+    recognisable (a red apple, a green field) rather than per-pixel averages."""
+
+    TAPS = (2, 3, 4)
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+
+    def forward(self, rgb_pred: torch.Tensor, rgb_true: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            want = [self.net(rgb_true)[t].float() for t in self.TAPS]
+        got = self.net(rgb_pred)
+        return sum((got[t].float() - w).square().mean() / w.square().mean().clamp(min=1e-6)
+                   for t, w in zip(self.TAPS, want)) / len(self.TAPS)
+
+
+def predicted_rgb(model: Colorizer, raw: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """Differentiable sRGB (B, 3, H, W) in [0, 1] of the model's colorization of L."""
+    from .color import lab_to_rgb
+    ab = model.upsample(model.readout(raw.float()))
+    return lab_to_rgb(torch.cat((L.float(), ab), 1)).clamp(0, 1)
 
 
 # --------------------------------------------------------------------------- model
@@ -346,11 +378,12 @@ def train(args) -> int:
     # ---- data
     from .data import GpuBatches, bench_batches, build_pack, load_pack
     pack_path = Path(args.pack) if args.pack else default_pack_path(args.data, args.pack_size)
+    exclude = {n for f in args.exclude for n in Path(f).read_text().split()}
     if ctx.main:
-        build_pack(args.data, pack_path, args.pack_size, args.workers, log=log)
+        build_pack(args.data, pack_path, args.pack_size, args.workers, log=log, exclude=exclude)
     ctx.barrier()
     if not ctx.main:
-        build_pack(args.data, pack_path, args.pack_size, 1, log=lambda *a: None)
+        build_pack(args.data, pack_path, args.pack_size, 1, log=lambda *a: None, exclude=exclude)
     info = json.loads(pack_path.with_suffix(".json").read_text())
     batches = GpuBatches(load_pack(pack_path), args.batch, args.crop, seed=args.seed,
                          rank=ctx.rank, world=ctx.world, device=ctx.device)
@@ -368,7 +401,9 @@ def train(args) -> int:
     # ---- model
     output = "bins" if args.loss == "bins" else "ab"
     final_width = args.final_width or (3 if output == "ab" else 32)
-    config = ColorizerConfig(backbone=args.backbone, output=output, final_width=final_width)
+    config = ColorizerConfig(backbone=args.backbone, output=output, final_width=final_width,
+                             context=args.context, out_stride=args.out_stride,
+                             **({"temperature": args.temperature} if args.temperature else {}))
     torch.manual_seed(args.seed)
     model = Colorizer(config)
     init_fresh(model)
@@ -383,6 +418,14 @@ def train(args) -> int:
     amp_dtype = torch.bfloat16 if ctx.device.type == "cuda" else None
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True             # fixed training shapes
+
+    feature_loss = None
+    if args.feature_loss:
+        from .importers import load_tfjs_darknet
+        feature_loss = FeatureLoss(load_tfjs_darknet(args.feature_net, classifier=False)).to(ctx.device)
+        if ctx.device.type == "cuda":
+            feature_loss.to(memory_format=torch.channels_last)
+        log(f"feature loss: x{args.feature_loss:g} through the frozen classifier from {args.feature_net}")
 
     bins = getattr(model, "bins", None)
     prior = class_weights = None
@@ -406,8 +449,8 @@ def train(args) -> int:
         np.random.set_state(ckpt["rng"]["numpy"])
         if ctx.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-    cap = args.epochs * spe
-    calibrated = total is not None
+    cap = args.steps or args.epochs * spe
+    calibrated = total is not None or bool(args.steps)     # --steps: a schedule that no time limit resizes
     if total is None:
         total = cap
     warmup = min(args.warmup, max(1, total // 10))
@@ -498,6 +541,11 @@ def train(args) -> int:
         with autocast(ctx.device, amp_dtype):
             raw = net(L)
         loss = compute_loss(args.loss, raw, ab, bins, class_weights, args.bin_sigma)
+        if feature_loss is not None:
+            from .color import lab_to_rgb
+            with autocast(ctx.device, amp_dtype):
+                true_rgb = lab_to_rgb(torch.cat((L, ab), 1)).clamp(0, 1)
+                loss = loss + args.feature_loss * feature_loss(predicted_rgb(model, raw, L), true_rgb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.clip:
@@ -616,6 +664,18 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="bins: classification with rebalancing (vivid); l2/smoothl1: regression")
     p.add_argument("--final-width", type=int, default=None,
                    help="head width at full resolution (default 3 for regression, 32 for bins)")
+    p.add_argument("--context", type=int, default=0, metavar="WIDTH",
+                   help="global-context branch width (Iizuka et al.; 0: none)")
+    p.add_argument("--out-stride", type=int, default=1, choices=(1, 2, 4),
+                   help="predict chroma at working size / N (cheaper head; chroma is smooth)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="readout temperature stored in the model (bins; default: the config's)")
+    p.add_argument("--feature-loss", type=float, default=0.0, metavar="WEIGHT",
+                   help="add a perceptual loss through the frozen ImageNet Tiny Darknet (0: off)")
+    p.add_argument("--feature-net", default=None, metavar="DIR",
+                   help="the classifier for --feature-loss (TF.js folder, e.g. data/weights/tiny-darknet)")
+    p.add_argument("--exclude", action="append", default=[], metavar="FILE",
+                   help="file names (one per line) to leave out of training, e.g. a held-out split (repeatable)")
     p.add_argument("--init", default=None, metavar="FILE",
                    help="start from a tint weights file (all of it, or its encoder if only the backbone matches)")
     p.add_argument("--val", default=None, metavar="DIR", help="held-out colour photos for validation")
@@ -623,6 +683,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, default=None, help="validate every N steps (default: 10 times a run)")
     p.add_argument("--val-size", type=int, default=256, help="working size for validation")
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--steps", type=int, default=None,
+                   help="total steps of the schedule (overrides --epochs); with --time-limit each run "
+                        "stops at the limit and --resume continues the same schedule (long runs in parts)")
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="stop cleanly before this much wall time; the schedule is sized to fit it")
     p.add_argument("--batch", type=int, default=64, help="images per step per process")
@@ -655,6 +718,8 @@ def check_args(args) -> None:
         raise TintError(f"--crop must be a positive multiple of 16, got {args.crop}")
     if args.crop > args.pack_size:
         raise TintError(f"--crop {args.crop} is larger than --pack-size {args.pack_size}")
+    if args.steps is not None and args.steps < 1:
+        raise TintError("--steps must be at least 1")
     for k in ("batch", "epochs"):
         if getattr(args, k) < 1:
             raise TintError(f"--{k} must be at least 1")
@@ -662,6 +727,11 @@ def check_args(args) -> None:
         raise TintError("--time-limit must be positive (minutes)")
     if args.init and not Path(args.init).is_file():
         raise TintError(f"--init file not found: {args.init}")
+    if args.feature_loss and not (args.feature_net and Path(args.feature_net).exists()):
+        raise TintError("--feature-loss needs --feature-net DIR (the TF.js Tiny Darknet folder)")
+    for f in args.exclude:
+        if not Path(f).is_file():
+            raise TintError(f"--exclude file not found: {f}")
     if args.val and not Path(args.val).is_dir():
         raise TintError(f"--val folder not found: {args.val}")
 
