@@ -17,7 +17,7 @@ COMMANDS = {
     "info":    ("tint.cli_image", "print model, device and versions", True),
     "convert": ("tint.importers", "import Keras .h5, TF.js or PyTorch weights into tint's format", False),
     "train":   ("tint.train", "train a colorization model on folders of color photos", False),
-    "eval":    ("tint.evaluate", "measure PSNR/SSIM/colorfulness on photos with ground truth", True),
+    "eval":    ("tint.evaluate", "measure PSNR/SSIM/colorfulness/FID on photos with ground truth", True),
     "bench":   ("tint.bench", "GPU benchmark: eager vs compiled vs tint engine", True),
     "video":   ("tint.video", "colorize a video file, audio kept", True),
     "camera":  ("tint.camera", "colorize a live camera (or a video file as a live source)", True),

@@ -12,6 +12,14 @@ Protocol (fixed, so numbers from different models and runs compare):
    gaussian_weights=True, channel_axis=-1, data_range=255)``), mean absolute ab error in
    Lab units, and colorfulness (Hasler & Suesstrunk 2003) of output and truth and their
    ratio.  The same metrics are given for the gray baseline (L kept, a = b = 0).
+4. Perceptual measures (when the judge's weights are found), from the original
+   ImageNet-trained Tiny Darknet classifier (not a fine-tuned encoder), RGB in [0, 1] as
+   ml5 feeds it (no mean or std): five 224x224 crops per image (centre, then the four
+   corners) of the 256-px image; the 128-channel stride-16 map (the one its 1x1
+   classifier reads) global-average-pooled to 128-d.  Frechet distance (the FID formula)
+   between the crops' features of output and truth, over all crops of all images; and
+   semantic agreement: the fraction of images whose truth's top-1 ImageNet class (centre
+   crop) is among the output's top-5 (centre crop).  Both also for the gray baseline.
 
 The metric functions below are pure and importable (``tint train`` validates with them).
 """
@@ -20,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +45,12 @@ PROTOCOL = ("short side resized to 256 px (PIL bicubic, antialiased); colorized 
             "SSIM (Gaussian 11x11 sigma 1.5, per channel mean, as skimage gaussian_weights=True), "
             "mean |ab| error (Lab units), colorfulness (Hasler & Suesstrunk 2003) of output and "
             "truth; baseline 'gray' = L with a=b=0")
+JUDGE_PROTOCOL = ("judge: original ImageNet Tiny Darknet (TF.js, ml5), RGB [0,1], no mean/std; "
+                  "5 crops 224x224 (centre + 4 corners) of the 256-px image; features = stride-16 "
+                  "128-ch map global-average-pooled; fid = Frechet distance output vs truth over all "
+                  "crops; semantic = truth's top-1 class (centre crop) in output's top-5 (centre crop)")
+JUDGE_ENV = "TINT_JUDGE"
+JUDGE_SIZE = 224
 
 
 # --------------------------------------------------------------------------- metrics
@@ -129,6 +144,100 @@ def measure(out: np.ndarray, truth: np.ndarray, with_ssim: bool = True) -> dict:
     return m
 
 
+# --------------------------------------------------------------------------- perceptual
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance (the FID formula) between Gaussians fitted to feature sets a (N, d)
+    and b (M, d), N, M >= 2: |mu_a - mu_b|^2 + tr(Ca + Cb - 2 (Ca^1/2 Cb Ca^1/2)^1/2), >= 0.
+
+    Exact in float64 numpy: both square roots are of symmetric PSD matrices, taken by
+    eigendecomposition (negative round-off eigenvalues clipped to 0); no scipy needed.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"expected feature sets (N, d) and (M, d), got {a.shape} and {b.shape}")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"need at least 2 samples per set, got {len(a)} and {len(b)}")
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(ca)
+    sa = (v * np.sqrt(np.clip(w, 0, None))) @ v.T                  # Ca^1/2
+    m = sa @ cb @ sa
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    d = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * cross
+    return float(max(d, 0.0))
+
+
+def five_crops(rgb: np.ndarray, size: int = JUDGE_SIZE) -> torch.Tensor:
+    """uint8 (H, W, 3) -> (5, 3, size, size) float RGB in [0, 1]: centre, then top-left,
+    top-right, bottom-left, bottom-right.  An image with a side under ``size`` is first
+    scaled up (bilinear) so its short side is ``size``."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0   # (3, H, W)
+    h, w = x.shape[1:]
+    if min(h, w) < size:
+        s = size / min(h, w)
+        x = F.interpolate(x[None], size=(max(size, round(h * s)), max(size, round(w * s))),
+                          mode="bilinear", align_corners=False)[0].clamp(0, 1)
+        h, w = x.shape[1:]
+    t, l = (h - size) // 2, (w - size) // 2
+    at = ((t, l), (0, 0), (0, w - size), (h - size, 0), (h - size, w - size))
+    return torch.stack([x[:, r:r + size, c:c + size] for r, c in at])
+
+
+class PerceptualJudge:
+    """The ImageNet Tiny Darknet classifier as a judge of colorized photos.
+
+    ``judge(images)`` -> (features (N, 5, 128) float64, logits (N, 1000) float32): the
+    stride-16 map of each of ``five_crops`` pooled to 128-d, and the ImageNet logits of the
+    centre crop (the classifier is a 1x1 conv followed by a global mean, so its logits are
+    that linear map of the pooled features: one forward gives both).  Forwards run in
+    batches of ``batch`` crops.
+    """
+
+    def __init__(self, classifier, batch: int = 60, labels: list[str] | None = None,
+                 source: str | None = None):
+        if getattr(classifier, "classifier", None) is None:
+            raise ValueError("the judge needs a Tiny Darknet with its ImageNet classifier "
+                             "(load_tfjs_darknet(path, classifier=True))")
+        self.net = classifier.eval()
+        self.batch = int(batch)
+        self.labels = labels
+        self.source = source
+        w = classifier.classifier.weight
+        self._w = w.detach().reshape(w.shape[0], -1).float()                 # (1000, 128)
+        self._b = classifier.classifier.bias.detach().float()
+
+    @classmethod
+    def from_path(cls, path, **kw) -> "PerceptualJudge":
+        """From ml5's TF.js Tiny Darknet (its folder or model.json); labels.txt beside it
+        gives class names."""
+        from .importers import load_tfjs_darknet
+        path = Path(path)
+        folder = path if path.is_dir() else path.parent
+        labels = folder / "labels.txt"
+        names = labels.read_text(encoding="utf-8").split("\n")[:1000] if labels.is_file() else None
+        return cls(load_tfjs_darknet(path, classifier=True), labels=names, source=str(path), **kw)
+
+    def label(self, i: int) -> str:
+        return self.labels[i] if self.labels and i < len(self.labels) else f"class {i}"
+
+    @torch.inference_mode()
+    def __call__(self, images) -> tuple[np.ndarray, np.ndarray]:
+        crops = torch.cat([five_crops(im) for im in images])                  # (5N, 3, 224, 224)
+        feats = torch.cat([self.net(crops[i:i + self.batch])[-1].mean((2, 3))   # (b, 128)
+                           for i in range(0, len(crops), self.batch)])
+        feats = feats.reshape(len(images), 5, -1)
+        logits = F.linear(feats[:, 0], self._w, self._b)                     # centre crops
+        return feats.double().numpy(), logits.numpy()
+
+
+def top1_in_top5(logits_truth: np.ndarray, logits_out: np.ndarray, k: int = 5) -> np.ndarray:
+    """Per image (rows): is the truth's top-1 class among the output's top-k?  (N,) bool."""
+    t1 = np.argmax(logits_truth, axis=1)
+    topk = np.argsort(-logits_out, axis=1)[:, :k]
+    return (topk == t1[:, None]).any(1)
+
+
 # --------------------------------------------------------------------------- data
 def load_truth(path, short_side: int = EVAL_SHORT_SIDE) -> np.ndarray:
     """A ground-truth photo as uint8 (H, W, 3), EXIF-rotated, short side ``short_side``."""
@@ -159,10 +268,32 @@ def _mean(rows: list[dict], key: str) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def evaluate(colorize_fn, truths, names=None, with_ssim: bool = True, sheet_rows: int = 0):
+def evaluate(colorize_fn, truths, names=None, with_ssim: bool = True, sheet_rows: int = 0,
+             judge: PerceptualJudge | None = None):
     """Run ``colorize_fn`` (uint8 (H, W, 3) truth -> uint8 (H, W, 3) output; it must only
-    use the lightness) over ``truths``; returns (report dict, sheet triples)."""
+    use the lightness) over ``truths``; returns (report dict, sheet triples).
+
+    ``judge``: add the perceptual measures (per image ``semantic``, ``gray_semantic``; in
+    the means ``fid``, ``gray_fid``).  Off by default (``tint train`` validates without).
+    """
     per_image, sheet = [], []
+    feats = {"out": [], "gray": [], "truth": []}
+    pending = []                                 # (row, out, gray, truth) awaiting the judge
+    group = max(1, judge.batch // 15) if judge else 0      # images per flush: 3 kinds x 5 crops
+
+    def flush():
+        f, logits = judge([im for _, *trip in pending for im in trip])
+        f, logits = f.reshape(len(pending), 3, *f.shape[1:]), logits.reshape(len(pending), 3, -1)
+        for kind, j in (("out", 0), ("gray", 1), ("truth", 2)):
+            feats[kind].append(f[:, j].reshape(-1, f.shape[-1]))
+        hit = top1_in_top5(logits[:, 2], logits[:, 0])
+        gray_hit = top1_in_top5(logits[:, 2], logits[:, 1])
+        for n, (row, *_) in enumerate(pending):
+            row.update(semantic=float(hit[n]), gray_semantic=float(gray_hit[n]),
+                       class_truth=judge.label(int(logits[n, 2].argmax())),
+                       class_out=judge.label(int(logits[n, 0].argmax())))
+        pending.clear()
+
     for i, truth in enumerate(truths):
         out = colorize_fn(truth)
         gray = gray_baseline(truth)
@@ -174,13 +305,23 @@ def evaluate(colorize_fn, truths, names=None, with_ssim: bool = True, sheet_rows
                "colorfulness_ratio": m["colorfulness"] / cf_t if cf_t > 0 else float("nan"),
                **{f"gray_{k}": v for k, v in g.items() if k != "colorfulness"}}
         per_image.append(row)
+        if judge:
+            pending.append((row, out, gray, truth))
+            if len(pending) >= group:
+                flush()
         if i < sheet_rows:
             sheet.append((gray, out, truth))
-    keys = [k for k in per_image[0] if k != "name"] if per_image else []
+    if pending:
+        flush()
+    keys = [k for k, v in per_image[0].items() if isinstance(v, float)] if per_image else []
     means = {k: _mean(per_image, k) for k in keys}
     # The ratio of means is steadier than the mean of ratios (near-gray truths blow up).
     if means.get("colorfulness_truth"):
         means["colorfulness_ratio_of_means"] = means["colorfulness"] / means["colorfulness_truth"]
+    if judge and per_image:
+        truth_f = np.concatenate(feats["truth"])
+        means["fid"] = frechet_distance(np.concatenate(feats["out"]), truth_f)
+        means["gray_fid"] = frechet_distance(np.concatenate(feats["gray"]), truth_f)
     return {"count": len(per_image), "means": means, "images": per_image}, sheet
 
 
@@ -227,7 +368,10 @@ def format_means(means: dict) -> str:
     return (f"PSNR {f('psnr', '%.2f')} dB (gray {f('gray_psnr', '%.2f')})  "
             f"SSIM {f('ssim', '%.4f')} (gray {f('gray_ssim', '%.4f')})  "
             f"L1ab {f('l1_ab', '%.2f')} (gray {f('gray_l1_ab', '%.2f')})  "
-            f"colorfulness {f('colorfulness', '%.1f')} / truth {f('colorfulness_truth', '%.1f')}")
+            f"colorfulness {f('colorfulness', '%.1f')} / truth {f('colorfulness_truth', '%.1f')}"
+            + (f"  FID {f('fid', '%.2f')} (gray {f('gray_fid', '%.2f')})  "
+               f"semantic {100 * means['semantic']:.1f} % (gray {100 * means['gray_semantic']:.1f} %)"
+               if "fid" in means else ""))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -239,6 +383,34 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--sheet-rows", type=int, default=12)
     p.add_argument("--limit", type=int, default=None, help="only the first N photos (sorted by path)")
     p.add_argument("--no-ssim", action="store_true", help="skip SSIM (the slowest metric)")
+    p.add_argument("--judge", default=None, metavar="DIR_OR_FILE",
+                   help=f"ImageNet Tiny Darknet (ml5's TF.js folder or its model.json) for FID and "
+                        f"semantic agreement (default: ${JUDGE_ENV}, else "
+                        f"../shared/data/weights/tiny-darknet beside the repo, if present)")
+    p.add_argument("--no-judge", action="store_true", help="skip the perceptual measures")
+
+
+def default_judge() -> Path:
+    """Where the judge's weights are looked for: $TINT_JUDGE, else the shared data beside
+    the repository (never the working directory)."""
+    env = os.environ.get(JUDGE_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "weights" / "tiny-darknet"
+
+
+def find_judge(arg: str | None) -> Path | None:
+    """The judge's model.json, or None when the default place holds none.  A path given
+    explicitly (``--judge`` or $TINT_JUDGE) must exist."""
+    explicit = arg is not None or bool(os.environ.get(JUDGE_ENV))
+    path = Path(arg) if arg is not None else default_judge()
+    json_path = path / "model.json" if path.is_dir() else path
+    if json_path.is_file():
+        return json_path
+    if explicit:
+        origin = "--judge" if arg is not None else f"${JUDGE_ENV}"
+        raise TintError(f"{origin} {path}: no TF.js model.json there (ml5's darknettiny folder)")
+    return None
 
 
 def run_eval(args) -> int:
@@ -253,17 +425,27 @@ def run_eval(args) -> int:
         if out and not Path(out).resolve().parent.is_dir():
             raise TintError(f"output folder does not exist: {Path(out).parent}")
     files = truth_files(folder, args.limit)
+    judge_path = None if args.no_judge else find_judge(args.judge)
+    judge = PerceptualJudge.from_path(judge_path) if judge_path else None
+    if judge is None and not args.no_judge:
+        print(f"tint eval: perceptual measures (FID, semantic agreement) skipped: no judge at "
+              f"{default_judge()}; pass --judge DIR (ml5's TF.js Tiny Darknet) or set {JUDGE_ENV}",
+              file=sys.stderr)
     kw = {"size": args.size} if args.size else {}
     runner = tint.load(args.weights, args.device, **kw)
     t0 = time.perf_counter()
     report, sheet = evaluate(runner.colorize_array, (load_truth(f) for f in files),
                              names=[os.path.relpath(f, folder) for f in files],
                              with_ssim=not args.no_ssim,
-                             sheet_rows=args.sheet_rows if args.sheet else 0)
+                             sheet_rows=args.sheet_rows if args.sheet else 0, judge=judge)
     dt = time.perf_counter() - t0
-    report = {"protocol": PROTOCOL, "folder": str(folder), "weights": str(runner.weights_path),
-              "weights_sha256": sha256(runner.weights_path), "device": str(runner.device),
-              "working_size": runner.size, "seconds": round(dt, 2), **report}
+    head = {"protocol": PROTOCOL, "folder": str(folder), "weights": str(runner.weights_path),
+            "weights_sha256": sha256(runner.weights_path), "device": str(runner.device),
+            "working_size": runner.size, "seconds": round(dt, 2)}
+    if judge:
+        head["judge"] = {"protocol": JUDGE_PROTOCOL, "model_json": str(judge_path),
+                         "model_json_sha256": sha256(judge_path)}
+    report = {**head, **report}
     print(f"tint eval: {report['count']} images in {dt:.1f} s  {format_means(report['means'])}")
     if args.json:
         from .weights import atomic_write
