@@ -37,9 +37,13 @@ from .errors import TintError
 from .model import AB_SCALE, LEAKY_SLOPE, Colorizer, ColorizerConfig
 
 CKPT_FORMAT = "tint-train/1"
-DATA_TERMS = ("Trained on photos whose terms allow non-commercial research use only "
-              "(ImageNet, BSDS/Corel, COCO/Flickr, UTKFace, Clothing Co-Parsing, Houses, Intel, "
-              "CamVid, Food-101; see the data MANIFEST). Do not ship or sell this model "
+DATA_TERMS = ("Trained on photos whose terms allow non-commercial research use only: tint's first "
+              "training set (ImageNet, BSDS/Corel, COCO/Flickr, UTKFace, Clothing Co-Parsing, Houses, "
+              "Intel, CamVid, Food-101) and, for models trained on the train-v2 recipe, Human Action "
+              "Recognition, FairFace, PASCAL VOC 2007, COCO 2017, Pexels, Oxford 102 Flowers, Caltech-101, "
+              "Yosemite (CycleGAN), Asirra cats and dogs, 100 Sports, Grocery Store, Clothing dataset, "
+              "ILSVRC2012 val, ECSSD, NIPS 2017 adversarial dev, OpenALPR benchmarks, horse2zebra, "
+              "apple2orange (see the data MANIFEST and recipes README). Do not ship or sell this model "
               "without a legal check.")
 # Args that define a run: on --resume the checkpoint's values win over the command line.
 RUN_KEYS = ("backbone", "loss", "final_width", "init", "batch", "crop", "pack_size", "lr",
@@ -253,16 +257,17 @@ def model_colorizer(model: Colorizer, device, size: int, amp_dtype=None):
 
 def validate(model: Colorizer, truths, device, size: int, amp_dtype) -> dict:
     from .evaluate import evaluate
-    was_training, tuned = model.training, torch.backends.cudnn.benchmark
+    was_training = model.training
     model.eval()
-    # Every validation photo has its own shape: cuDNN's autotuner would re-tune each one
-    # (seen on an H200: 80 s for 32 photos instead of ~2 s).
-    torch.backends.cudnn.benchmark = False
+    # Every validation photo has its own shape, and cuDNN builds plans per shape: with its
+    # autotuner on, 80 s for 32 photos on an H200; with only its heuristics still ~4 s a
+    # photo (torch 2.11, 2026-12-01: 250 s for 64 photos).  PyTorch's own convolutions need
+    # no plan: 1,224 photos in ~15 s.
     try:
-        report, _ = evaluate(model_colorizer(model, device, size, amp_dtype), truths, with_ssim=False)
+        with torch.backends.cudnn.flags(enabled=False):
+            report, _ = evaluate(model_colorizer(model, device, size, amp_dtype), truths, with_ssim=False)
     finally:
         model.train(was_training)
-        torch.backends.cudnn.benchmark = tuned
     m = report["means"]
     return {k: m[k] for k in ("l1_ab", "psnr", "colorfulness", "colorfulness_truth",
                               "colorfulness_ratio_of_means", "gray_l1_ab", "gray_psnr") if k in m}
