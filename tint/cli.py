@@ -32,8 +32,15 @@ def model_options() -> argparse.ArgumentParser:
     g.add_argument("--weights", default=None, help="weights file (.safetensors); default: the bundled model")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     g.add_argument("--size", type=int, default=None,
-                   help="working size: the network sees about SIZE*SIZE pixels (default: the model's, 256)")
+                   help="working size, 16..2048: the network sees about SIZE*SIZE pixels (default: the model's, 256)")
     return p
+
+
+def check_model_options(args) -> None:
+    """The shared options, validated once for every command, before any file or model is touched."""
+    from .pixels import check_size
+    if getattr(args, "size", None) is not None:
+        args.size = check_size(args.size)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +74,7 @@ def main(argv=None) -> int:
               f'install the extra: pip install "tint[all]"', file=sys.stderr)
         return 2
     try:
+        check_model_options(args)
         return int(args._run(args) or 0)
     except TintError as e:
         print(f"tint {args.command}: error: {e}", file=sys.stderr)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import TintError
+from .pixels import check_pixels
 from .weights import atomic_write
 
 DEFAULT_MAX_PIXELS = 250_000_000
@@ -192,20 +193,29 @@ def _cmyk_to_rgb(im, icc: bytes | None):
     return im.convert("RGB")
 
 
-def _decode(im, path: Path) -> np.ndarray:
-    """Pillow image -> (H, W, C) uint8/uint16 array, C in 1..4 (2 and 4 carry alpha)."""
+def decode_pil(im, name="image") -> np.ndarray:
+    """Pillow image (any mode) -> (H, W, C) uint8/uint16 array, C in 1..4 (2 and 4 carry alpha).
+
+    The one rule for every interface (files, uploads, ``tint.colorize`` on a PIL image):
+    32-bit integer ("I") images hold 16-bit counts, float ("F") images hold values in
+    [0, 1], as float arrays do; anything else is a TintError naming what was found.  Other
+    modes (LAB, HSV, YCbCr, CMYK...) become RGB."""
     mode = im.mode
     if mode.startswith("I;16"):
         return np.asarray(im).astype(np.uint16)[:, :, None]
     if mode == "I":
-        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[:, :, None]
+        a = np.asarray(im)
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise TintError(f"{name}: 32-bit integer pixels must be 16-bit counts (0..65535); "
+                            f"this image holds {lo}..{hi}")
+        return a.astype(np.uint16)[:, :, None]
     if mode == "F":
-        a = np.asarray(im, np.float32)
-        if not np.isfinite(a).all():
-            raise TintError(f"{path}: image holds NaN or infinite values")
-        # Float images have no standard range: [0, 1] if they fit, else 16-bit counts.
-        scale = 65535.0 if a.size and a.max() <= 1.0 else 1.0
-        return np.rint(np.clip(a * scale, 0, 65535)).astype(np.uint16)[:, :, None]
+        try:
+            a = check_pixels(np.asarray(im, np.float32))
+        except TintError as e:
+            raise TintError(f"{name}: {e}") from None
+        return np.rint(np.clip(a, 0, 1) * 65535).astype(np.uint16)[:, :, None]
     if mode == "1":
         im = im.convert("L")
     elif mode in ("P", "PA"):
@@ -222,7 +232,7 @@ def _decode(im, path: Path) -> np.ndarray:
         try:
             im = im.convert("RGB")
         except ValueError:
-            raise TintError(f"{path}: unsupported colour mode {mode}") from None
+            raise TintError(f"{name}: unsupported colour mode {mode}") from None
     a = np.asarray(im)
     return a[:, :, None] if a.ndim == 2 else a
 
@@ -285,7 +295,7 @@ def read_image(path: str | os.PathLike) -> ImageData:
                 icc = None          # the pixels are sRGB now; the CMYK profile no longer applies
             a = _read_16bit_color(path, im.mode == "LA") if wide else None
             if a is None:
-                a = _decode(pil, path)
+                a = decode_pil(pil, path)
         except TintError:
             raise
         except MemoryError:

@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from importlib import resources
 
 from .errors import TintError
+from .pixels import MAX_SIZE, MIN_SIZE
 
 INSTALL_HINT = 'pip install "tint[serve]"'
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg")}
 # What Image.open may try (multi-picture JPEGs open as JPEG): common photo formats only,
 # so a request cannot reach rarer decoders.
 DECODERS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
-MIN_SIZE, MAX_SIZE = 16, 2048            # working sizes a request may ask for
 CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
        "script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")

@@ -1,0 +1,160 @@
+"""Hostile input through every interface: one line on stderr and an exit status, never a
+traceback; bounded memory and time.  One test (or more) per case of docs/RELIABILITY.md.
+The bounded-memory cases run in a child process under an address-space limit
+(conftest.MEMORY_LIMIT_MB), so an allocation the size of the old bugs fails at once."""
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import tint
+from tint.cli import main
+from tint.errors import TintError
+
+from conftest import MEMORY_LIMIT_MB, run_limited
+
+
+def cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out, err
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_weights):
+    return tint.load(tiny_weights, device="cpu")
+
+
+# --------------------------------------------------------------------------- thin images: bounded work
+THIN_API = """
+import sys, time, numpy as np, tint
+r = tint.load(sys.argv[1], device="cpu")
+h, w = int(sys.argv[2]), int(sys.argv[3])
+t = time.perf_counter()
+out = r(np.full((h, w), 128, np.uint8))
+assert out.shape == (h, w, 3), out.shape
+print("ok", round(time.perf_counter() - t, 1))
+"""
+
+
+@pytest.mark.parametrize("h,w", [(1, 1_000_000), (700_000, 2)])
+def test_thin_array_bounded_memory_and_time(tiny_weights, h, w):
+    """Was 13 GB and 50 s, then a traceback: the working shape kept the aspect ratio with a
+    minimum side, and the join built an interpolation matrix sized by the full width."""
+    t = time.perf_counter()
+    r = run_limited([sys.executable, "-c", THIN_API, str(tiny_weights), str(h), str(w)], timeout=120)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+    assert time.perf_counter() - t < 90
+
+
+def test_thin_png_through_the_cli_bounded(tmp_path, tiny_weights):
+    src = tmp_path / "thin.png"
+    Image.new("L", (1_000_000, 1), 90).save(src)
+    assert src.stat().st_size < 5_000                              # a 1 KB-class file
+    r = run_limited([sys.executable, "-m", "tint", "image", str(src), "-o", str(tmp_path / "out"),
+                     "--weights", str(tiny_weights), "--device", "cpu"], timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Image.open(tmp_path / "out" / "thin.png").size == (1_000_000, 1)
+    assert "Traceback" not in r.stderr
+
+
+def test_memory_limit_is_real(tiny_weights):
+    """The limit the bounded cases run under does stop an allocation of the old size."""
+    r = run_limited([sys.executable, "-c", "import numpy as np; np.ones(13 << 30, np.uint8)"], timeout=60)
+    assert r.returncode != 0 and "MemoryError" in r.stderr
+    assert MEMORY_LIMIT_MB <= 2048
+
+
+# --------------------------------------------------------------------------- sizes: one rule everywhere
+@pytest.mark.parametrize("size", [0, -1, 15, 2049, 99999])
+def test_bad_size_is_a_usage_error_on_every_command(tmp_path, capsys, tiny_weights, size):
+    src = tmp_path / "a.png"
+    Image.new("L", (40, 30), 100).save(src)
+    for argv in (["image", src, "-o", tmp_path / "out"],
+                 ["video", tmp_path / "film.mp4", "-o", tmp_path / "film_out.mp4"],
+                 ["serve", "--port", "0"],
+                 ["camera", "--source", src, "--headless"],
+                 ["info"]):
+        code, out, err = cli(capsys, *argv, "--size", size, "--weights", tiny_weights, "--device", "cpu")
+        assert code == 2, (argv, err)
+        assert err.strip().splitlines() == [f"tint {argv[0]}: error: working size must be in 16..2048, got {size}"]
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".*tint-work*"))                 # tint video left nothing behind
+
+
+def test_python_api_and_runner_agree_on_sizes(tiny_weights, runner):
+    g = np.full((20, 30), 100, np.uint8)
+    for bad in (15, 0, -1, 99999):
+        with pytest.raises(TintError, match="16..2048"):
+            tint.colorize(g, size=bad, runner=runner)
+        with pytest.raises(TintError, match="16..2048"):
+            tint.Runner(tiny_weights, device="cpu", size=bad)
+        with pytest.raises(TintError, match="16..2048"):
+            runner(g, size=bad)
+    assert tint.colorize(g, size=16, runner=runner).shape == (20, 30, 3)
+
+
+# --------------------------------------------------------------------------- Python API input rules
+def test_float_array_outside_unit_range_is_refused(runner):
+    """Was: silently clipped, so an array in 0..255 came out white."""
+    a = np.linspace(0, 255, 600, dtype=np.float32).reshape(20, 30)
+    with pytest.raises(TintError, match=r"must be in \[0, 1\]; this array holds 0\.\.255"):
+        tint.colorize(a, runner=runner)
+    with pytest.raises(TintError, match=r"\[0, 1\]"):
+        tint.colorize(torch_tensor(a), runner=runner)
+    out = tint.colorize(a / 255, runner=runner)                     # the same data, scaled: fine
+    assert out.dtype == np.float32 and out.shape == (20, 30, 3)
+
+
+def torch_tensor(a):
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(a))[None, None]
+
+
+def test_pil_mode_F_one_rule_for_cli_and_api(tmp_path, capsys, runner, tiny_weights):
+    """Was: black through the CLI (read as 16-bit counts) and white through the API (clipped)."""
+    ramp = np.linspace(0, 1, 40 * 30, dtype=np.float32).reshape(30, 40)
+    unit = Image.fromarray(ramp, "F")
+    api_out = np.asarray(tint.colorize(unit, runner=runner, size=64))
+    unit.save(tmp_path / "unit.tif")
+    code, _, err = cli(capsys, "image", tmp_path / "unit.tif", "-o", tmp_path / "unit_out.png",
+                       "--weights", tiny_weights, "--device", "cpu", "--size", "64")
+    assert code == 0, err
+    cli_out = np.asarray(Image.open(tmp_path / "unit_out.png"))
+    assert np.abs(cli_out.astype(int) - api_out.astype(int)).max() <= 1            # one rule
+    assert 60 < cli_out.mean() < 200                                                # neither black nor white
+    wide = Image.fromarray(ramp * 255, "F")                                          # 0..255 floats
+    with pytest.raises(TintError, match=r"\[0, 1\].*0\.\.255"):
+        tint.colorize(wide, runner=runner)
+    wide.save(tmp_path / "wide.tif")
+    code, _, err = cli(capsys, "image", tmp_path / "wide.tif", "-o", tmp_path / "wide_out.png",
+                       "--weights", tiny_weights, "--device", "cpu")
+    assert code == 1 and "wide.tif: float image values must be in [0, 1]" in err
+
+
+def test_pil_mode_LAB_comes_back_RGB(runner):
+    """Was: LAB has an 'A' in its name, so it was treated as having alpha: RGBA out."""
+    lab = Image.new("RGB", (30, 20), (120, 120, 120)).convert("LAB")
+    out = tint.colorize(lab, runner=runner, size=64)
+    assert out.mode == "RGB" and out.size == (30, 20)
+    for mode in ("HSV", "YCbCr", "CMYK", "I", "I;16B", "La", "RGBa", "RGBX", "PA"):
+        im = Image.new("RGB", (12, 10), (90, 90, 90)).convert("RGBA").convert(mode) if mode not in (
+            "I;16B",) else Image.new(mode, (12, 10))
+        assert tint.colorize(im, runner=runner, size=16).mode in ("RGB", "RGBA"), mode
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 0, 5), (0, 3, 4, 4), (1, 3, 7, 0)])
+def test_empty_tensor_is_a_tint_error(runner, shape):
+    """Was: a bare ValueError from deep inside the resize."""
+    import torch
+    with pytest.raises(TintError, match="no pixels"):
+        tint.colorize(torch.zeros(shape), runner=runner)
+
+
+def test_integer_tensors_other_than_uint8_refused(runner):
+    import torch
+    with pytest.raises(TintError, match="dtype"):
+        tint.colorize(torch.full((1, 1, 4, 4), 200, dtype=torch.int64), runner=runner)
