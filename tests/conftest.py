@@ -76,8 +76,9 @@ MEMORY_LIMIT_MB = 2048     # address space for the bounded-memory cases (torch +
 def limited_env(**extra) -> dict:
     """Environment for a child process that runs this checkout's tint: few threads (every
     thread reserves address space) and few malloc arenas."""
-    return dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2",
-                TINT_DEBUG="", **extra)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2", TINT_DEBUG="")
+    env.update(extra)
+    return env
 
 
 def set_memory_limit(mb: int = MEMORY_LIMIT_MB) -> None:

@@ -217,3 +217,55 @@ def test_config_rules_tolerate_only_dataclass_fields(monkeypatch):
     for key in set(CONFIG_RULES) - fields:
         with pytest.raises(TintError, match="unknown key"):
             validate_config({key: 1})
+
+
+# --------------------------------------------------------------------------- unexpected errors: one line too
+CRASH = """
+import sys
+import tint.cli_image
+def boom(args):
+    raise RuntimeError("kaboom\\nsecond line")
+tint.cli_image._run_image = boom
+from tint.cli import main
+sys.exit(main(["image", "x.png", "-o", "out"]))
+"""
+
+
+def test_unexpected_error_is_one_line_with_a_report(tmp_path):
+    import re
+    import subprocess
+
+    from conftest import limited_env
+    r = subprocess.run([sys.executable, "-c", CRASH], capture_output=True, text=True, timeout=60,
+                       env=limited_env(TMPDIR=str(tmp_path)), cwd=str(tmp_path))
+    assert r.returncode == 3                                          # distinct from 1 (failures) and 2 (usage)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("tint image: internal error: RuntimeError: kaboom (full report in ")
+    assert "TINT_DEBUG=1" in lines[0]
+    report = re.search(r"full report in (\S+);", lines[0]).group(1)
+    assert "Traceback" in open(report).read() and "kaboom" in open(report).read()
+    r = subprocess.run([sys.executable, "-c", CRASH], capture_output=True, text=True, timeout=60,
+                       env=limited_env(TMPDIR=str(tmp_path), TINT_DEBUG="1"), cwd=str(tmp_path))
+    assert r.returncode == 3 and "Traceback" in r.stderr and "kaboom" in r.stderr
+
+
+def test_unexpected_error_on_one_file_the_batch_goes_on(tmp_path, capsys, tiny_weights, monkeypatch, runner):
+    import tint.io
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("L", (20, 16), 80).save(tmp_path / name)
+    real = tint.io.read_image
+
+    def flaky(path):
+        if path.name == "b.png":
+            raise ZeroDivisionError("division by zero")
+        return real(path)
+    monkeypatch.setattr(tint.io, "read_image", flaky)
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))           # where the report goes
+    code, out, err = cli(capsys, "image", tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png",
+                         "-o", tmp_path / "out", "--weights", tiny_weights, "--device", "cpu", "--size", "16")
+    assert code == 3 and "2 colorized, 1 failed" in out
+    assert [line for line in err.splitlines() if "b.png" in line][0].startswith(
+        f"tint image: {tmp_path / 'b.png'}: internal error: ZeroDivisionError: division by zero (full report in ")
+    assert list(tmp_path.glob("tint-error-*.txt"))

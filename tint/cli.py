@@ -1,7 +1,8 @@
 """The ``tint`` command.  Each subcommand lives in its own module, which exposes
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only routes.
 
-Errors the user can fix (TintError) are printed as one line on stderr with exit 2.
+Errors the user can fix (TintError) are printed as one line on stderr with exit 2; any
+other exception is one line too (exit 3), with its full report written to a file.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import TintError
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, TintError, debug, internal_error
 
 # name -> (module, one-line help, takes the shared model options)
 COMMANDS = {
@@ -68,20 +69,26 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     if getattr(args, "_import_error", None):
         print(f"tint {args.command}: unavailable ({args._import_error}); "
               f'install the extra: pip install "tint[all]"', file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         check_model_options(args)
         return int(args._run(args) or 0)
     except TintError as e:
         print(f"tint {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"tint {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as e:  # a bug, or out of memory: one line, the report in a file
+        if debug():
+            import traceback
+            traceback.print_exc()
+        print(f"tint {args.command}: {internal_error(e)}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

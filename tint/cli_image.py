@@ -2,7 +2,8 @@
 
 A batch never stops at a bad file: each failure is one line on stderr, existing outputs
 are skipped (so a killed batch resumes where it stopped), and a summary ends the run.
-Exit status: 0 all done, 1 some file failed, 2 usage error (cli.main turns TintError into 2).
+Exit status: 0 all done, 1 some file failed, 2 usage error (cli.main turns TintError into 2),
+3 some file hit an unexpected error (one line each; the full report in a file).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TintError
+from .errors import EXIT_INTERNAL, EXIT_SOME_FAILED, TintError, debug, internal_error
 
 SAMPLE = Path(__file__).parent / "samples" / "sample.jpg"
 FORMATS = ("jpg", "png", "tif", "webp", "bmp")
@@ -191,7 +192,7 @@ def _run_image(args) -> int:
 
     todo = [(job, dst) for job, dst in planned if args.overwrite or not (dst.exists() or dst.is_symlink())]
     skipped = len(planned) - len(todo)
-    done = 0
+    done = internal = 0
     failed = len(failures)
     if todo:
         import torch
@@ -227,12 +228,19 @@ def _run_image(args) -> int:
                 if runner.device.type == "cuda":
                     torch.cuda.empty_cache()
                 tqdm.write(f"tint image: {job.src}: out of memory (try a smaller --size)", file=sys.stderr)
+            except Exception as e:            # a bug: this file fails, the batch goes on
+                failed += 1
+                internal += 1
+                if debug():
+                    import traceback
+                    traceback.print_exc()
+                tqdm.write(f"tint image: {job.src}: {internal_error(e)}", file=sys.stderr)
         bar.close()
     if skipped:
         print(f"tint image: note: {skipped} output(s) exist and were skipped "
               f"(use --overwrite to replace them)", file=sys.stderr)
     print(f"{done} colorized, {failed} failed, {skipped} skipped (exist)")
-    return 1 if failed else 0
+    return EXIT_INTERNAL if internal else EXIT_SOME_FAILED if failed else 0
 
 
 # --------------------------------------------------------------------------- info
