@@ -4,6 +4,7 @@ The bounded-memory cases run in a child process under an address-space limit
 (conftest.MEMORY_LIMIT_MB), so an allocation the size of the old bugs fails at once."""
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,3 +270,135 @@ def test_unexpected_error_on_one_file_the_batch_goes_on(tmp_path, capsys, tiny_w
     assert [line for line in err.splitlines() if "b.png" in line][0].startswith(
         f"tint image: {tmp_path / 'b.png'}: internal error: ZeroDivisionError: division by zero (full report in ")
     assert list(tmp_path.glob("tint-error-*.txt"))
+
+
+# --------------------------------------------------------------------------- tint image: batches
+def gray_png(path, w=24, h=18, value=90):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(((np.arange(w * h).reshape(h, w) * 7 + value) % 256).astype(np.uint8)).save(path)
+    return path
+
+
+def image_cli(capsys, tiny_weights, *argv):
+    return cli(capsys, "image", *argv, "--weights", tiny_weights, "--device", "cpu", "--size", "16")
+
+
+def test_recursive_batch_never_eats_its_outputs(tmp_path, capsys, tiny_weights):
+    """Was: run twice, the outputs in scans/colored were colorized into colored/colored,
+    with false failures (exit 1); every run nested deeper."""
+    scans = tmp_path / "scans"
+    gray_png(scans / "a.png")
+    gray_png(scans / "sub" / "b.png")
+    for run in range(3):
+        code, out, err = image_cli(capsys, tiny_weights, scans, "-o", scans / "colored", "-r")
+        assert code == 0, err
+        assert ("2 colorized, 0 failed, 0 skipped" if run == 0 else "0 colorized, 0 failed, 2 skipped") in out
+        assert ("outputs are never inputs" in err) == (run > 0)
+    assert sorted(p.relative_to(scans).as_posix() for p in scans.rglob("*.png")) == [
+        "a.png", "colored/a.png", "colored/sub/b.png", "sub/b.png"]
+    # a glob over the same tree leaves the outputs out too
+    code, out, err = image_cli(capsys, tiny_weights, str(scans / "**" / "*.png"), "-o", scans / "colored")
+    assert code == 0 and "0 failed" in out and not (scans / "colored" / "colored").exists()
+
+
+KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+from tint.files import atomic_write
+def write(tmp):
+    Path(tmp).write_bytes(b"half a PNG")
+    print("writing", flush=True)
+    time.sleep(600)
+atomic_write(Path(sys.argv[1]), write)
+"""
+
+
+def test_temp_files_of_a_killed_write_are_removed_by_the_next_run(tmp_path, capsys, tiny_weights):
+    """Was: a killed write left .name.*.part forever."""
+    import subprocess
+
+    from conftest import limited_env
+    src = gray_png(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    p = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(out / "a.png")], stdout=subprocess.PIPE,
+                         text=True, env=limited_env())
+    assert p.stdout.readline().strip() == "writing"
+    parts = list(out.glob(".a.png.*.part"))
+    assert len(parts) == 1
+    # while its writer lives, the file is not stale: a run into the folder leaves it alone
+    foreign = out / ".a.png.someone-else.part"                     # not tint's: never touched
+    foreign.write_bytes(b"x")
+    from tint.files import clean_stale_parts
+    assert clean_stale_parts(out) == 0 and parts[0].exists()
+    p.kill()                                                       # kill -9
+    p.wait()
+    p.stdout.close()
+    assert parts[0].exists()
+    code, so, err = image_cli(capsys, tiny_weights, src, "-o", out)
+    assert code == 0, err
+    assert "removed 1 partial file(s)" in err
+    assert not parts[0].exists() and foreign.exists() and (out / "a.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["out.gif", "out.heic", "OUT.PDF"])
+def test_output_name_with_an_unwritable_extension_is_an_error(tmp_path, capsys, tiny_weights, name):
+    """Was: -o out.gif silently made a folder named out.gif."""
+    src = gray_png(tmp_path / "a.png")
+    code, out, err = image_cli(capsys, tiny_weights, src, "-o", tmp_path / name)
+    assert code == 2 and not (tmp_path / name).exists()
+    assert err.strip().splitlines() == [
+        f"tint image: error: -o {tmp_path / name}: tint cannot write {Path(name).suffix.lower()} files; name a "
+        f".png (it keeps animations), .webp, .jpg, .tif or .bmp file, or a folder"]
+
+
+def gif(path, frames=3, durations=(100, 200, 300), loop=0):
+    ims = [Image.fromarray(np.full((20, 26), 40 + 60 * i, np.uint8)).convert("P") for i in range(frames)]
+    kw = {} if loop is None else {"loop": loop}
+    ims[0].save(path, save_all=True, append_images=ims[1:], duration=list(durations), **kw)
+    return path
+
+
+@pytest.mark.parametrize("loop", [0, None])
+def test_animated_gif_keeps_every_frame(tmp_path, capsys, tiny_weights, loop):
+    """Was: only frame 1, silently.  Now every frame, durations and loop kept (APNG)."""
+    src = gif(tmp_path / "anim.gif", loop=loop)
+    code, out, err = image_cli(capsys, tiny_weights, src, "-o", tmp_path / "out")
+    assert code == 0, err
+    res = Image.open(tmp_path / "out" / "anim.png")               # GIF in -> APNG out
+    assert res.n_frames == 3
+    durations, means = [], []
+    for i in range(3):
+        res.seek(i)
+        durations.append(res.info["duration"])
+        means.append(np.asarray(res.convert("L")).mean())
+    assert durations == [100, 200, 300]
+    assert means[0] < means[1] < means[2]                          # each frame is its own frame
+    assert res.info.get("loop") == (0 if loop == 0 else 1)
+
+
+def test_animated_gif_to_a_still_format_says_so(tmp_path, capsys, tiny_weights):
+    src = gif(tmp_path / "anim.gif")
+    code, out, err = image_cli(capsys, tiny_weights, src, "-o", tmp_path / "still.jpg")
+    assert code == 0
+    assert f"tint image: note: {src} holds 3 frames; only the first is colorized (.jpg has no animation" in err
+
+
+def test_animation_pixel_limit_counts_every_frame(tmp_path, capsys, tiny_weights, monkeypatch):
+    src = gif(tmp_path / "anim.gif")                               # 3 x 520 pixels
+    monkeypatch.setenv("TINT_MAX_PIXELS", "1000")
+    code, out, err = image_cli(capsys, tiny_weights, src, "-o", tmp_path / "out")
+    assert code == 1 and "animation of 3 frames of 26x20 = 1,560 pixels, over the limit of 1,000" in err
+
+
+def test_colour_photo_gets_a_note_and_the_batch_goes_on(tmp_path, capsys, tiny_weights):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "colour.png")
+    gray_png(tmp_path / "gray.png")
+    Image.fromarray(np.dstack([np.full((20, 24), 120, np.uint8)] * 3)).save(tmp_path / "gray_rgb.png")
+    code, out, err = image_cli(capsys, tiny_weights, tmp_path / "colour.png", tmp_path / "gray.png",
+                               tmp_path / "gray_rgb.png", "-o", tmp_path / "out")
+    assert code == 0 and "3 colorized, 0 failed" in out
+    notes = [line for line in err.splitlines() if "already in colour" in line]
+    assert notes == [f"tint image: note: {tmp_path / 'colour.png'} is already in colour; "
+                     f"its colours are replaced by predicted ones"]

@@ -12,13 +12,13 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .errors import TintError
+from .files import atomic_write
 from .model import BACKBONES, Colorizer, ColorizerConfig
 from .pixels import MAX_SIZE, MIN_SIZE
 
@@ -49,22 +49,6 @@ REGISTRY: dict[str, NamedWeights] = {
                     "7,435 photos; dev: PSNR 22.01 dB (gray 21.65), colorfulness 38.9 (truth 41.3), FID 109.3"),
 }
 DEFAULT = "default"
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and move the result onto ``path`` only once it is complete."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)        # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_weights(model: Colorizer, path, *, dtype=torch.float16, meta: dict | None = None) -> Path:
