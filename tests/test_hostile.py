@@ -402,3 +402,34 @@ def test_colour_photo_gets_a_note_and_the_batch_goes_on(tmp_path, capsys, tiny_w
     notes = [line for line in err.splitlines() if "already in colour" in line]
     assert notes == [f"tint image: note: {tmp_path / 'colour.png'} is already in colour; "
                      f"its colours are replaced by predicted ones"]
+
+
+# --------------------------------------------------------------------------- tint video
+@pytest.mark.parametrize("ext", [".mkv", ".webm", ".mp4", ".mov"])
+def test_video_container_keeps_the_input_frame_rate(tmp_path, runner, ext):
+    """Was: a Matroska output's container frame rate read 1000 fps (input 24)."""
+    av = pytest.importorskip("av")
+    from test_video import make_film
+
+    from tint.video import colorize_video
+    src = tmp_path / "in.mp4"
+    make_film(src, frames=12, fps=24, audio=None)
+    colorize_video(src, tmp_path / f"out{ext}", runner=runner, size=16, progress=False)
+    with av.open(str(tmp_path / f"out{ext}")) as c:
+        vs = c.streams.video[0]
+        assert vs.average_rate == 24 and vs.guessed_rate == 24 and vs.base_rate == 24
+
+
+def test_video_failure_leaves_no_work_folder(tmp_path, runner):
+    pytest.importorskip("av")
+    from test_video import make_film
+
+    from tint.video import colorize_video
+    src = tmp_path / "in.mp4"
+    make_film(src, frames=6, fps=24, audio=None)
+
+    def broken(y, layout):
+        raise RuntimeError("the network fell over")
+    with pytest.raises(RuntimeError):
+        colorize_video(src, tmp_path / "out.mp4", colorize_batch=broken, progress=False)
+    assert not list(tmp_path.glob(".*tint-work")) and not (tmp_path / "out.mp4").exists()

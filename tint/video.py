@@ -811,6 +811,12 @@ def assemble(work: WorkDir, src: Path, dst: Path, spec: OutputSpec, warn=_log) -
             first = av.open(str(segs[0]), "r")
             vout = out.add_stream_from_template(first.streams.video[0])
             first.close()
+            # the input's frame rate as the container's (Matroska read a segment's 1/1000 s
+            # time base back as 1000 fps; timestamps were right either way)
+            vin = inp.streams.video[0]
+            rate = vin.average_rate or getattr(vin, "guessed_rate", None)
+            if rate:
+                vout.codec_context.framerate = rate
             supported = _supported(out, spec.format)
             copies, transcoders = {}, {}
             for s in inp.streams:
@@ -1089,6 +1095,7 @@ def colorize_video(src, dst, *, runner=None, colorize_batch=None,
     inp = open_input(src)
     t0 = time.perf_counter()
     step = None
+    fresh = False                    # this run made the work dir (so a failure may remove it)
     try:
         layout = inp.layout(spec.codec)
         st = src.stat()
@@ -1106,6 +1113,7 @@ def colorize_video(src, dst, *, runner=None, colorize_batch=None,
                             "--overwrite starts over")
         else:
             work.start(key)
+            fresh = True
         step = make_step(colorize_batch, layout, runner, size=size, stabilize=stabilize)
         done_before = work.frames_done
         n = 0
@@ -1113,6 +1121,10 @@ def colorize_video(src, dst, *, runner=None, colorize_batch=None,
             n = _run_pipeline(inp, work, spec, step, layout, batch, segment_seconds, progress, on_segment)
             work.state["complete"] = True
             work.save()
+    except BaseException:
+        if fresh and not work.state.get("segments"):
+            work.remove()            # nothing finished to resume: leave no work folder behind
+        raise
     finally:
         inp.close()
         if step is not None and colorize_batch is None:
