@@ -24,6 +24,8 @@ COMMANDS = {
     "camera":  ("tint.camera", "colorize a live camera (or a video file as a live source)", True),
     "serve":   ("tint.serve", "local web page and HTTP API", True),
 }
+# commands that colorize for a person to look at: they take --saturation
+COLOUR_COMMANDS = ("image", "video", "camera", "serve")
 
 
 def model_options() -> argparse.ArgumentParser:
@@ -37,11 +39,27 @@ def model_options() -> argparse.ArgumentParser:
     return p
 
 
+def colour_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument_group("colour").add_argument(
+        "--saturation", type=float, default=None, metavar="S",
+        help="how colourful the result is, 0..2: 0 gray, 1 as predicted (default), 1.5 half as much again")
+    return p
+
+
 def check_model_options(args) -> None:
     """The shared options, validated once for every command, before any file or model is touched."""
-    from .pixels import check_size
+    from .pixels import check_saturation, check_size
     if getattr(args, "size", None) is not None:
         args.size = check_size(args.size)
+    if getattr(args, "saturation", None) is not None:
+        args.saturation = check_saturation(args.saturation)
+
+
+def load_options(args) -> dict:
+    """The keyword arguments of ``tint.load`` that the shared options ask for."""
+    s = getattr(args, "saturation", None)
+    return {} if s is None else {"saturation": s}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,9 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tint", description="Colorize black-and-white photos and video.")
     parser.add_argument("--version", action="version", version=f"tint {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    shared = model_options()
+    shared, colour = model_options(), colour_options()
     for name, (module, help_, uses_model) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_, parents=[shared] if uses_model else [])
+        parents = ([shared] if uses_model else []) + ([colour] if name in COLOUR_COMMANDS else [])
+        p = sub.add_parser(name, help=help_, description=help_, parents=parents)
         p.set_defaults(_module=module)
         try:
             mod = importlib.import_module(module)

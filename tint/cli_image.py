@@ -274,7 +274,8 @@ def _run_image(args) -> int:
         from tqdm import tqdm
 
         from . import load
-        runner = load(args.weights, args.device)  # once for the whole batch
+        from .cli import load_options
+        runner = load(args.weights, args.device, **load_options(args))  # once for the whole batch
         said: set[str] = set()
         bar = tqdm(todo, desc="tint image", unit="img", file=sys.stderr, dynamic_ncols=True,
                    leave=False, disable=None)    # None: a bar on terminals, none in logs

@@ -78,8 +78,6 @@ def add_arguments(parser) -> None:
                    help="a request's whole body must arrive within S seconds, else 408 (default 30)")
     g.add_argument("--idle-timeout", type=float, default=10.0, metavar="S",
                    help="a body that sends nothing for S seconds is dropped with 408 (default 10)")
-    g.add_argument("--saturation", type=float, default=None,
-                   help="default colourfulness of the answers, 0..2 (a request may ask for its own)")
 
 
 @dataclass(frozen=True)
@@ -119,8 +117,8 @@ def run(args) -> int:
     sock = bind_socket(args.host, args.port)          # before loading: a taken port fails fast
     try:
         from .api import load
-        runner = load(args.weights, args.device, size=args.size,
-                      **({} if args.saturation is None else {"saturation": args.saturation}))
+        from .cli import load_options
+        runner = load(args.weights, args.device, size=args.size, **load_options(args))
         app = create_app(runner, limits, bind_host=args.host)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
