@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tint" / "samples" / "sample.jpg"
+sys.path.insert(0, str(ROOT))     # the weights are made by this checkout's tint, like the server it starts
 
 
 def loopback_url(url: str) -> str:
