@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tint" / "samples" / "sample.jpg"
+sys.path.insert(0, str(ROOT))     # the weights are made by this checkout's tint, like the server it starts
 
 
 def loopback_url(url: str) -> str:
@@ -63,7 +64,7 @@ def random_tiny_weights(folder: Path) -> Path:
 
 def start_server(args, weights: Path) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "tint", "serve", "--host", "127.0.0.1", "--port", "0", "--weights", str(weights),
-           "--device", args.device, "--concurrency", str(args.server_concurrency)]
+           "--device", args.device, "--concurrency", str(args.server_concurrency), "--queue", str(args.server_queue)]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
@@ -81,6 +82,9 @@ def start_server(args, weights: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("loadtest: error: server did not start within 120 s")
 
 
+BODY_HEADERS = {"Content-Type": "application/octet-stream"}    # raw image bytes (a browser would preflight it)
+
+
 async def load(url: str, body: bytes, args) -> dict:
     import httpx
     params = {"format": args.format}
@@ -96,13 +100,13 @@ async def load(url: str, body: bytes, args) -> dict:
         except (httpx.HTTPError, ValueError) as e:
             raise SystemExit(f"loadtest: error: no tint server answers at {url} ({e or type(e).__name__})") from None
         for _ in range(args.warmup):
-            await client.post("/api/colorize", params=params, content=body)
+            await client.post("/api/colorize", params=params, content=body, headers=BODY_HEADERS)
 
         async def one():
             async with sem:
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post("/api/colorize", params=params, content=body)
+                    r = await client.post("/api/colorize", params=params, content=body, headers=BODY_HEADERS)
                     key = None if r.status_code == 200 else f"HTTP {r.status_code}"
                 except httpx.HTTPError as e:
                     key = type(e).__name__
@@ -124,7 +128,8 @@ async def load(url: str, body: bytes, args) -> dict:
               "failures": fails, "wall_s": round(wall, 2), "throughput_rps": round(len(lat) / wall, 2),
               "size": args.size or health["size"], "format": args.format, "image_bytes": len(body),
               "device": health["device"], "backbone": health["model"]["backbone"],
-              "server_concurrency": health["limits"]["concurrency"]}
+              "server_concurrency": health["limits"]["concurrency"],
+              "server_queue": (health.get("queue") or {}).get("max_waiting")}
     if lat:
         report.update({f"p{q}_ms": round(percentile(lat, q), 1) for q in (50, 90, 99)})
         report["mean_ms"] = round(sum(lat) / len(lat), 1)
@@ -138,6 +143,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", help="weights for the started server (default: a random tiny-darknet model)")
     p.add_argument("--device", default="cpu", help="device of the started server (default cpu)")
     p.add_argument("--server-concurrency", type=int, default=8, help="--concurrency of the started server")
+    p.add_argument("--server-queue", type=int, default=16, help="--queue of the started server (default 16)")
     p.add_argument("--image", type=Path, default=SAMPLE, help="photo to send (default: the bundled sample)")
     p.add_argument("--size", type=int, default=128, help="working size asked for (default 128)")
     p.add_argument("--format", default="jpeg", choices=["png", "jpeg"])

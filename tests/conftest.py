@@ -66,3 +66,29 @@ def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.skip("../shared/data not present")
     return DATA
+
+
+# --------------------------------------------------------------------------- bounded-memory runs
+REPO = Path(__file__).resolve().parents[1]
+MEMORY_LIMIT_MB = 2048     # address space for the bounded-memory cases (torch + tint alone take ~0.7 GB)
+
+
+def limited_env(**extra) -> dict:
+    """Environment for a child process that runs this checkout's tint: few threads (every
+    thread reserves address space) and few malloc arenas."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2", TINT_DEBUG="")
+    env.update(extra)
+    return env
+
+
+def set_memory_limit(mb: int = MEMORY_LIMIT_MB) -> None:
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))
+
+
+def run_limited(args, *, mb: int = MEMORY_LIMIT_MB, timeout: float = 120, **kw):
+    """subprocess.run(args) under an address-space limit of ``mb`` MiB: an allocation
+    over it fails at once instead of swapping the machine."""
+    import subprocess
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=limited_env(),
+                          preexec_fn=lambda: set_memory_limit(mb), cwd=str(REPO), **kw)

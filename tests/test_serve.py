@@ -22,6 +22,7 @@ from tint.serve import (BackgroundServer, Limits, bind_socket, create_app,  # no
                         exposure_warning, is_loopback)
 
 MAX_BYTES, MAX_PIXELS = 1_000_000, 1_000_000
+API_HEADERS = {"X-Requested-With": "tint-tests"}
 
 
 def encode(img: Image.Image, fmt="PNG", **kw) -> bytes:
@@ -42,14 +43,15 @@ def runner(tiny_weights):
 
 @pytest.fixture(scope="module")
 def url(runner):
-    # concurrency 1 so one slow request makes the next one busy
-    with BackgroundServer(create_app(runner, Limits(MAX_BYTES, MAX_PIXELS, 1))) as u:
+    # concurrency 1 and no queue, so one slow request makes the next one busy
+    with BackgroundServer(create_app(runner, Limits(MAX_BYTES, MAX_PIXELS, 1, queue=0))) as u:
         yield u
 
 
 @pytest.fixture(scope="module")
 def client(url):
-    with httpx.Client(base_url=url, timeout=30) as c:
+    # a script, not a browser: raw bodies carry no Content-Type, so say X-Requested-With
+    with httpx.Client(base_url=url, timeout=30, headers=API_HEADERS) as c:
         yield c
 
 
@@ -191,7 +193,7 @@ def test_non_image_empty_and_corrupt(client):
 
 
 def test_busy_answers_503_at_once(client, url):
-    """Concurrency 1: a slow upload holds the slot; the next request is refused, not queued."""
+    """Concurrency 1, no queue: a slow upload holds the slot; the next request is refused, not queued."""
     data = encode(Image.fromarray(gradient()))
     done = {}
 
@@ -200,7 +202,7 @@ def test_busy_answers_503_at_once(client, url):
             yield data[:16]
             time.sleep(1.5)
             yield data[16:]
-        done["r"] = httpx.post(url + "/api/colorize", content=body(), timeout=30)
+        done["r"] = httpx.post(url + "/api/colorize", content=body(), timeout=30, headers=API_HEADERS)
 
     t = threading.Thread(target=slow)
     t.start()
@@ -232,14 +234,15 @@ def test_foreign_host_header_refused(client):
 
 def test_internal_error_is_json_without_traceback(runner):
     class Broken:
-        device, precision, size, config, model, weights_path = (
-            runner.device, runner.precision, runner.size, runner.config, runner.model, runner.weights_path)
+        device, precision, size, config, model, weights_path, saturation = (
+            runner.device, runner.precision, runner.size, runner.config, runner.model, runner.weights_path,
+            runner.saturation)
 
         def colorize_array(self, *a, **k):
             raise RuntimeError("secret internal detail")
 
     with BackgroundServer(create_app(Broken())) as u:
-        r = httpx.post(u + "/api/colorize", content=encode(Image.new("L", (16, 16))), timeout=30)
+        r = httpx.post(u + "/api/colorize", content=encode(Image.new("L", (16, 16))), timeout=30, headers=API_HEADERS)
     msg = assert_json_error(r, 500)
     assert "secret" not in msg
 

@@ -127,3 +127,20 @@ def test_webcam_mode_reports_fps(page):
     page.click("#camstart")          # stop
     assert page.text_content("#camstart") == "start webcam"
     assert not page.errors, page.errors
+
+
+def test_saturation_slider_reaches_the_server(page, tmp_path):
+    """The 'colour' slider at 0 gives back a gray result; the card says which value ran."""
+    assert page.input_value("#saturation") == "1" and page.text_content("#satval") == "1.00"
+    page.eval_on_selector("#saturation", "r => { r.value = 0; r.dispatchEvent(new Event('input')); }")
+    assert page.text_content("#satval") == "0.00"
+    ramp = tmp_path / "ramp0.png"
+    Image.fromarray(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))).save(ramp)
+    n = page.evaluate("() => document.querySelectorAll('.card.done').length")
+    page.set_input_files("#file", str(ramp))
+    page.wait_for_function(f"() => document.querySelectorAll('.card.done').length > {n}", timeout=60000)
+    card = ".card.done:first-child"
+    assert page.evaluate(CHROMA_JS, f"{card} img.after")["chroma"] < 1.5
+    assert "colour 0" in page.text_content(f"{card} .status")
+    page.eval_on_selector("#saturation", "r => { r.value = 1; r.dispatchEvent(new Event('input')); }")
+    assert not page.errors, page.errors

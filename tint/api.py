@@ -8,7 +8,12 @@ Flow for any input (PIL image, numpy array or torch tensor):
            -> ab upsampled to full resolution, joined with the full-resolution L -> sRGB
 
 The luminance of the output is the input's, pixel for pixel; only chroma is predicted.
-Large images are joined in strips of rows, so memory stays bounded at any size.
+``saturation`` scales the predicted chroma before the join (0 gray, 1 as predicted).
+Work is bounded by pixel count at every step: the working shape holds about size*size
+pixels whatever the input's shape (``tint.pixels``), resizing never builds an image
+larger than its input or its result, and the full-resolution join runs in tiles of
+at most ``STRIP_PIXELS`` pixels, gathering two chroma taps per axis (no interpolation
+matrix sized by the image's width or height).
 """
 from __future__ import annotations
 
@@ -23,9 +28,10 @@ import torch.nn.functional as F
 from .color import gray_to_lightness, lab_to_rgb, rgb_to_lightness
 from .errors import TintError
 from .model import working_shape
+from .pixels import FLOAT_SLACK, check_pixels, check_saturation, check_size
 from .weights import load_weights, resolve
 
-STRIP_PIXELS = 1 << 22        # rows joined per step: ~4 Mpixel, ~100 MB of float temporaries
+STRIP_PIXELS = 1 << 22        # pixels joined per tile: ~4 Mpixel, ~100 MB of float temporaries
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -42,34 +48,60 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def resize_lightness(L: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """(B, 1, H, W) -> (B, 1, h, w), antialiased when shrinking."""
-    if tuple(L.shape[-2:]) == tuple(shape):
+    """(B, 1, H, W) -> (B, 1, h, w), antialiased when shrinking.
+
+    When one side shrinks and the other grows (a thin image), the shrinking side is
+    resized first, so no intermediate is larger than the input or the result."""
+    H, W = L.shape[-2:]
+    h, w = shape
+    if (H, W) == (h, w):
         return L
-    return F.interpolate(L, size=shape, mode="bilinear", align_corners=False, antialias=True)
+    if (h < H and w > W) or (h > H and w < W):
+        L = F.interpolate(L, size=(min(h, H), min(w, W)), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(L, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
 
 
-def interp_matrix(n_out: int, n_in: int, r0: int = 0, r1: int | None = None,
-                  dtype=torch.float32, device=None) -> torch.Tensor:
-    """Rows r0:r1 of the (n_out, n_in) matrix of 1-D bilinear upsampling (half-pixel
-    centres, edges clamped): the same weights as F.interpolate(align_corners=False)."""
-    r1 = n_out if r1 is None else r1
-    x = ((torch.arange(r0, r1, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
-    i0 = x.floor().long().clamp(max=n_in - 1)
-    i1 = (i0 + 1).clamp(max=n_in - 1)
-    t = x - i0
-    m = torch.zeros(r1 - r0, n_in, dtype=torch.float64)
-    rows = torch.arange(r1 - r0)
-    m.index_put_((rows, i0), 1 - t, accumulate=True)
-    m.index_put_((rows, i1), t, accumulate=True)
-    return m.to(dtype=dtype, device=device)
+def _taps(n_out: int, n_in: int, i0: int, i1: int, dtype, device):
+    """Outputs i0:i1 of 1-D bilinear upsampling n_in -> n_out (half-pixel centres, edges
+    clamped: F.interpolate(align_corners=False)) -> (low index, high index, high weight)."""
+    x = ((torch.arange(i0, i1, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    lo = x.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    return lo.to(device), hi.to(device), (x - lo).to(dtype=dtype, device=device)
 
 
-def upsample_chroma_rows(ab: torch.Tensor, H: int, W: int, r0: int, r1: int) -> torch.Tensor:
-    """Rows r0:r1 of ab (B, 2, h, w) bilinearly upsampled to (H, W) -> (B, 2, r1-r0, W)."""
+def upsample_chroma_rows(ab: torch.Tensor, H: int, W: int, r0: int, r1: int,
+                         c0: int = 0, c1: int | None = None) -> torch.Tensor:
+    """Block [r0:r1, c0:c1] of ab (B, 2, h, w) bilinearly upsampled to (H, W) -> (B, 2, r1-r0, c1-c0).
+
+    Two taps gathered per axis, the axis with the smaller intermediate first: memory is
+    about that of the block, whatever H and W are (no interpolation matrix)."""
+    c1 = W if c1 is None else c1
     h, w = ab.shape[-2:]
-    ry = interp_matrix(H, h, r0, r1, ab.dtype, ab.device)           # (r1-r0, h)
-    rx = interp_matrix(W, w, dtype=ab.dtype, device=ab.device)      # (W, w)
-    return torch.einsum("rh,bchw,Ww->bcrW", ry, ab, rx)
+    y0, y1, ty = _taps(H, h, r0, r1, ab.dtype, ab.device)
+    x0, x1, tx = _taps(W, w, c0, c1, ab.dtype, ab.device)
+    ty = ty[:, None]
+    if (r1 - r0) * w <= h * (c1 - c0):                                  # rows first: (B, 2, r, w)
+        a = torch.lerp(ab.index_select(2, y0), ab.index_select(2, y1), ty)
+        return torch.lerp(a.index_select(3, x0), a.index_select(3, x1), tx)
+    a = torch.lerp(ab.index_select(3, x0), ab.index_select(3, x1), tx)  # columns first: (B, 2, h, c)
+    return torch.lerp(a.index_select(2, y0), a.index_select(2, y1), ty)
+
+
+def tiles(H: int, W: int, pixels: int | None = None):
+    """(r0, r1, c0, c1) blocks of at most ``pixels`` (default STRIP_PIXELS) covering
+    H x W: whole rows when they fit, else pieces of one row."""
+    pixels = pixels or STRIP_PIXELS
+    cols = min(W, pixels)
+    rows = max(1, pixels // cols)
+    for r0 in range(0, H, rows):
+        for c0 in range(0, W, cols):
+            yield r0, min(H, r0 + rows), c0, min(W, c0 + cols)
+
+
+def scale_chroma(ab: torch.Tensor, saturation: float) -> torch.Tensor:
+    """ab times the saturation factor (0 gray, 1 unchanged, 2 twice the chroma)."""
+    return ab if saturation == 1.0 else ab * saturation
 
 
 def join_chroma(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
@@ -85,8 +117,6 @@ def _to_float(x: np.ndarray) -> tuple[np.ndarray, float]:
     if x.dtype == np.uint16:
         return x.astype(np.float32) / 65535.0, 65535.0
     if x.dtype in (np.float32, np.float64, np.float16):
-        if x.size and not np.isfinite(x).all():
-            raise TintError("image array holds NaN or infinite values")
         return np.clip(x.astype(np.float32, copy=False), 0.0, 1.0), 1.0
     raise TintError(f"unsupported array dtype {x.dtype} (use uint8, uint16 or float in [0, 1])")
 
@@ -105,6 +135,7 @@ def split_channels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         raise TintError(f"expected an image array (H, W), (H, W, 1|2|3|4), got shape {x.shape}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise TintError(f"image has no pixels (shape {x.shape})")
+    x = check_pixels(x)
     c = x.shape[2]
     if c in (2, 4):
         return x[:, :, : c - 1], x[:, :, c - 1]
@@ -118,17 +149,18 @@ class Runner:
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, *, device="auto",
-                 size: int | None = None, precision: str = "auto"):
+                 size: int | None = None, precision: str = "auto", saturation: float = 1.0):
         # Arguments first: a typo should not cost a model load.
-        if size is not None and int(size) < 16:
-            raise TintError(f"working size must be at least 16, got {size}")
+        if size is not None:
+            size = check_size(size)
+        self.saturation = check_saturation(saturation)
         if precision not in ("auto", "fp32", "fp16", "bf16"):
             raise TintError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
         self.device = pick_device(device)
         self.weights_path = resolve(weights)
         self.model, self.meta = load_weights(self.weights_path, device=self.device)
         self.config = self.model.config
-        self.size = int(size or self.config.size)
+        self.size = check_size(self.config.size if size is None else size)
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "fp32"
         self.precision = precision
@@ -162,83 +194,82 @@ class Runner:
             return self._network(L_work.to(self.device, torch.float32)).float()
 
     def working_shape(self, H: int, W: int, size: int | None = None) -> tuple[int, int]:
-        return working_shape(H, W, int(size or self.size), self.model.multiple)
+        return working_shape(H, W, self.size if size is None else size, self.model.multiple)
+
+    def _saturation(self, saturation: float | None) -> float:
+        return self.saturation if saturation is None else check_saturation(saturation)
 
     @torch.no_grad()
-    def colorize_lightness(self, L: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    def colorize_lightness(self, L: torch.Tensor, size: int | None = None,
+                           saturation: float | None = None) -> torch.Tensor:
         """L (B, 1, H, W) in [0, 100] on any device -> sRGB (B, 3, H, W) float in [0, 1], same device."""
         H, W = L.shape[-2:]
+        s = self._saturation(saturation)
         L_work = resize_lightness(L.float(), self.working_shape(H, W, size))
-        ab = self.chroma(L_work).to(L.device)
+        ab = scale_chroma(self.chroma(L_work).to(L.device), s)
         return join_chroma(L.float(), ab)
 
     @torch.no_grad()
-    def colorize_tensor(self, x: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    def colorize_tensor(self, x: torch.Tensor, size: int | None = None,
+                        saturation: float | None = None) -> torch.Tensor:
         """(B, 1|3, H, W) uint8 or float in [0, 1] -> (B, 3, H, W) of the same dtype and device."""
         if x.dim() == 3:
-            return self.colorize_tensor(x[None], size)[0]
+            return self.colorize_tensor(x[None], size, saturation)[0]
         if x.dim() != 4 or x.shape[1] not in (1, 3):
             raise TintError(f"expected a tensor (B, 1|3, H, W), got {tuple(x.shape)}")
-        f = x.float() / 255.0 if x.dtype == torch.uint8 else x.float().clamp(0, 1)
+        if x.numel() == 0:
+            raise TintError(f"tensor has no pixels (shape {tuple(x.shape)})")
+        if x.dtype == torch.uint8:
+            f = x.float() / 255.0
+        elif x.is_floating_point():
+            lo, hi = (float(v) for v in torch.aminmax(x.float()))
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise TintError("image tensor holds NaN or infinite values")
+            if lo < -FLOAT_SLACK or hi > 1 + FLOAT_SLACK:
+                raise TintError(f"float image values must be in [0, 1]; this tensor holds {lo:g}..{hi:g}")
+            f = x.float().clamp(0, 1)
+        else:
+            raise TintError(f"unsupported tensor dtype {x.dtype} (use uint8 or float in [0, 1])")
         L = gray_to_lightness(f) if f.shape[1] == 1 else rgb_to_lightness(f)
-        rgb = self.colorize_lightness(L, size)
+        rgb = self.colorize_lightness(L, size, saturation)
         if x.dtype == torch.uint8:
             return (rgb * 255.0).round_().to(torch.uint8)
         return rgb.to(x.dtype)
 
     # ---- arrays ------------------------------------------------------------------
     @torch.no_grad()
-    def colorize_array(self, x: np.ndarray, size: int | None = None) -> np.ndarray:
+    def colorize_array(self, x: np.ndarray, size: int | None = None,
+                       saturation: float | None = None) -> np.ndarray:
         """(H, W[, 1|2|3|4]) uint8 / uint16 / float [0, 1] -> (H, W, 3|4) of the same dtype.
 
         Alpha, if any, is passed through untouched.  Color inputs are reduced to their
-        lightness first: the output's chroma is all predicted.
+        lightness first: the output's chroma is all predicted.  Memory: the input, the
+        output, one float plane of lightness and one tile of temporaries.
         """
         color, alpha = split_channels(np.asarray(x))
         H, W = color.shape[:2]
+        s = self._saturation(saturation)
+        shape = self.working_shape(H, W, size)
         L = np.empty((H, W), np.float32)
-        rows = max(1, STRIP_PIXELS // W)
-        for r0 in range(0, H, rows):                                     # L strip by strip
-            f, _ = _to_float(color[r0:r0 + rows])
+        for r0, r1, c0, c1 in tiles(H, W):                               # L tile by tile
+            f, _ = _to_float(color[r0:r1, c0:c1])
             t = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)[None]
-            L[r0:r0 + rows] = (gray_to_lightness(t) if t.shape[1] == 1 else rgb_to_lightness(t))[0, 0].numpy()
+            L[r0:r1, c0:c1] = (gray_to_lightness(t) if t.shape[1] == 1 else rgb_to_lightness(t))[0, 0].numpy()
         Lt = torch.from_numpy(L)[None, None]
-        ab = self.chroma(resize_lightness(Lt, self.working_shape(H, W, size))).cpu()
+        ab = scale_chroma(self.chroma(resize_lightness(Lt, shape)).cpu(), s)
         out = np.empty((H, W, 3 if alpha is None else 4), dtype=color.dtype)
         _, scale = _to_float(color[:1, :1])
-        for r0 in range(0, H, rows):                                     # join strip by strip
-            r1 = min(H, r0 + rows)
-            ab_s = upsample_chroma_rows(ab, H, W, r0, r1)
-            rgb = lab_to_rgb(torch.cat((Lt[:, :, r0:r1], ab_s), 1))[0].permute(1, 2, 0).numpy()
-            out[r0:r1, :, :3] = _from_float(rgb, color.dtype, scale)
+        for r0, r1, c0, c1 in tiles(H, W):                               # join tile by tile
+            ab_t = upsample_chroma_rows(ab, H, W, r0, r1, c0, c1)
+            rgb = lab_to_rgb(torch.cat((Lt[:, :, r0:r1, c0:c1], ab_t), 1))[0].permute(1, 2, 0).numpy()
+            out[r0:r1, c0:c1, :3] = _from_float(rgb, color.dtype, scale)
         if alpha is not None:
             out[:, :, 3] = alpha
         return out
 
     # ---- anything ----------------------------------------------------------------
-    def __call__(self, image, size: int | None = None):
-        return colorize(image, size=size, runner=self)
-
-
-def _pil_to_array(img):
-    """PIL image (any mode) -> (array, alpha-or-None) with EXIF orientation applied."""
-    from PIL import ImageOps
-    img = ImageOps.exif_transpose(img)
-    mode = img.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        return np.asarray(img).astype(np.uint16), None
-    if mode == "I":
-        a = np.asarray(img)
-        return np.clip(a, 0, 65535).astype(np.uint16), None
-    if mode == "F":
-        return np.clip(np.asarray(img, np.float32), 0, 1), None
-    if mode == "1":
-        img = img.convert("L")
-    elif mode in ("P", "PA"):
-        img = img.convert("RGBA" if ("transparency" in img.info or mode == "PA") else "RGB")
-    elif mode not in ("L", "LA", "RGB", "RGBA"):
-        img = img.convert("RGBA" if "A" in mode else "RGB")
-    return np.asarray(img), None
+    def __call__(self, image, size: int | None = None, saturation: float | None = None):
+        return colorize(image, size=size, saturation=saturation, runner=self)
 
 
 _DEFAULT_RUNNERS: dict = {}
@@ -254,31 +285,40 @@ def load(weights: str | os.PathLike | None = None, device="auto", **kw) -> Runne
         return _DEFAULT_RUNNERS[key]
 
 
-def colorize(image, *, size: int | None = None, weights=None, device="auto", runner: Runner | None = None):
+def colorize(image, *, size: int | None = None, saturation: float | None = None, weights=None,
+             device="auto", runner: Runner | None = None):
     """Colorize a black-and-white photo.
 
-    ``image``: a PIL image (any mode; EXIF orientation applied), a numpy array
-    (H, W[, C]) of uint8, uint16 or float in [0, 1], or a torch tensor (B?, C, H, W).
-    Returns the same kind of object: PIL -> PIL ("RGB" or "RGBA", ICC profile kept in
-    ``.info``), array -> array of the same dtype with 3 or 4 channels, tensor -> tensor.
-    ``size``: working size (the network sees about size*size pixels); default from the model.
+    ``image``: a PIL image (any mode; EXIF orientation applied; the current frame of an
+    animation), a numpy array (H, W[, C]) of uint8, uint16 or float in [0, 1], or a torch
+    tensor (B?, C, H, W) of uint8 or float in [0, 1].  Returns the same kind of object:
+    PIL -> PIL ("RGB" or "RGBA", ICC profile kept in ``.info``), array -> array of the
+    same dtype with 3 or 4 channels, tensor -> tensor.
+    ``size``: working size (the network sees about size*size pixels), 16..2048; default
+    from the runner or the model.  ``saturation``: 0..2, scales the predicted chroma
+    (0 gray, 1 as predicted: the default).  Bad input is a TintError (one line).
     """
+    if size is not None:                  # arguments first: a typo should not cost a model load
+        check_size(size)
+    if saturation is not None:
+        check_saturation(saturation)
     runner = runner or load(weights, device)
     if isinstance(image, torch.Tensor):
-        return runner.colorize_tensor(image, size)
+        return runner.colorize_tensor(image, size, saturation)
     if isinstance(image, np.ndarray):
-        return runner.colorize_array(image, size)
+        return runner.colorize_array(image, size, saturation)
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover
         Image = None
     if Image is not None and isinstance(image, Image.Image):
-        arr, _ = _pil_to_array(image)
-        out = runner.colorize_array(arr, size)
+        from PIL import ImageOps
+
+        from .io import decode_pil, icc_colorspace
+        out = runner.colorize_array(decode_pil(ImageOps.exif_transpose(image)), size, saturation)
         if out.dtype != np.uint8:      # PIL has no 16-bit RGB: hand back 8 bits
-            out = (out.astype(np.float32) / (65535.0 if out.dtype == np.uint16 else 1.0) * 255).round().clip(0, 255).astype(np.uint8)
+            out = np.rint(out.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
         result = Image.fromarray(out, "RGBA" if out.shape[2] == 4 else "RGB")
-        from .io import icc_colorspace
         if icc_colorspace(image.info.get("icc_profile")) == "RGB":   # a GRAY profile would mislabel RGB
             result.info["icc_profile"] = image.info["icc_profile"]
         if "dpi" in image.info:

@@ -269,7 +269,8 @@ def run_camera(args) -> int:
     output = Path(args.output) if args.output else None
     if output is not None and not output.parent.is_dir():
         raise TintError(f"{output.parent}: output folder does not exist")
-    runner = load(args.weights, device=args.device)
+    from .cli import load_options
+    runner = load(args.weights, device=args.device, **load_options(args))
     stats = camera_loop(runner, args.source, output=output, headless=headless, frames=args.frames,
                         size=args.size, stabilize=args.stabilize)
     print(f"tint camera: {stats.summary()}", file=sys.stderr)

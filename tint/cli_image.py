@@ -2,7 +2,8 @@
 
 A batch never stops at a bad file: each failure is one line on stderr, existing outputs
 are skipped (so a killed batch resumes where it stopped), and a summary ends the run.
-Exit status: 0 all done, 1 some file failed, 2 usage error (cli.main turns TintError into 2).
+Exit status: 0 all done, 1 some file failed, 2 usage error (cli.main turns TintError into 2),
+3 some file hit an unexpected error (one line each; the full report in a file).
 """
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TintError
+from .errors import EXIT_INTERNAL, EXIT_SOME_FAILED, TintError, debug, internal_error
 
 SAMPLE = Path(__file__).parent / "samples" / "sample.jpg"
+# Extensions that name an image file (so -o with one of them is a file, never a folder).
+IMAGE_EXTENSIONS = frozenset({".gif", ".jfif", ".jpe", ".tga", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".icns",
+                              ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".jpx", ".psd", ".svg",
+                              ".pdf", ".eps", ".exr", ".hdr", ".dng", ".raw", ".cr2", ".nef", ".pcx", ".dds",
+                              ".apng", ".xbm", ".xpm", ".sgi", ".qoi"})
 FORMATS = ("jpg", "png", "tif", "webp", "bmp")
 _GLOB_CHARS = set("*?[")
 
@@ -48,21 +54,66 @@ def _has_glob(s: str) -> bool:
     return any(c in s for c in _GLOB_CHARS)
 
 
-def _folder_images(folder: Path, recursive: bool) -> list[Path]:
+def _inside(path: Path, folder: Path | None) -> bool:
+    """Is ``path`` ``folder`` or anything under it (``folder`` resolved)?"""
+    if folder is None:
+        return False
+    p = path.resolve()
+    return p == folder or folder in p.parents
+
+
+def _output_below(root: Path, output: Path | None) -> Path | None:
+    """``output`` (resolved) when it is a proper subfolder of the input ``root``: the part
+    of a walk that holds this run's (and earlier runs') outputs.  None otherwise: writing
+    beside the inputs is checked file by file (never over an input)."""
+    if output is None:
+        return None
+    r = root.resolve()
+    return output if r in output.parents else None
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder a glob pattern searches: its leading parts without wildcards."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts:
+        if _has_glob(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _folder_images(folder: Path, recursive: bool, skip: Path | None = None) -> tuple[list[Path], int]:
+    """(images in ``folder``, how many subfolders were left out for being ``skip``): the
+    output folder is never walked, so a second run does not colorize the first run's outputs."""
     from .io import READ_EXTENSIONS
-    walk = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in walk if p.is_file() and p.suffix.lower() in READ_EXTENSIONS
-                  and not p.name.startswith("."))
+
+    def image(p: Path) -> bool:
+        return p.suffix.lower() in READ_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if image(p)), 0
+    images, skipped = [], 0
+    for root, dirs, files in os.walk(folder):          # symlinked folders are not followed
+        here = Path(root)
+        for d in list(dirs):
+            if _inside(here / d, skip):
+                dirs.remove(d)                        # the output tree: not walked at all
+                skipped += 1
+        images += [here / f for f in files if image(here / f)]
+    return sorted(images), skipped
 
 
-def collect(inputs: list[str], recursive: bool) -> tuple[list[Job], list[str], list[str]]:
+def collect(inputs: list[str], recursive: bool, output: str | None = None) -> tuple[list[Job], list[str], list[str]]:
     """Inputs -> (jobs, failures 'path: reason', notes).  Folders give their images (the
     relative layout kept with ``recursive``), globs are expanded here as well as by the
-    shell (Windows shells do not), anything else is taken as a file."""
+    shell (Windows shells do not), anything else is taken as a file.  Outputs are never
+    inputs: nothing under ``output`` is taken from a folder or a glob."""
     jobs: list[Job] = []
     failures: list[str] = []
     notes: list[str] = []
     seen: set[Path] = set()
+    skip = Path(output).resolve() if output else None
+    left_out = 0
 
     def add(src: Path, rel: Path):
         key = src.resolve()
@@ -73,8 +124,9 @@ def collect(inputs: list[str], recursive: bool) -> tuple[list[Job], list[str], l
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            images = _folder_images(path, recursive)
-            if not images:
+            images, skipped = _folder_images(path, recursive, _output_below(path, skip))
+            left_out += skipped
+            if not images and not skipped:
                 notes.append(f"{path}: no images in this folder"
                              + ("" if recursive else " (use --recursive for subfolders)"))
             for img in images:
@@ -82,12 +134,19 @@ def collect(inputs: list[str], recursive: bool) -> tuple[list[Job], list[str], l
         elif not path.exists() and _has_glob(raw):
             matches = sorted(glob.glob(raw, recursive=True))
             files = [Path(m) for m in matches if Path(m).is_file()]
+            below = _output_below(_glob_root(raw), skip)
+            kept = [f for f in files if not _inside(f, below)]
+            left_out += len(files) - len(kept)
             if not files:
                 failures.append(f"{raw}: no file matches this pattern")
+            files = kept
             for f in files:
                 add(f, Path(f.name))
         else:
             add(path, Path(path.name))      # read_image reports missing / empty / not an image
+    if left_out:
+        notes.append(f"note: {output} is inside an input folder; nothing in it is read "
+                     f"(outputs are never inputs)")
     return jobs, failures, notes
 
 
@@ -106,7 +165,11 @@ def plan_outputs(jobs: list[Job], output: str, fmt: str | None) -> tuple[list[tu
     folder (created here; TintError, i.e. a usage error, if that is impossible)."""
     from .io import WRITE_FORMATS
     out = Path(output)
-    if out.suffix.lower() in WRITE_FORMATS and not out.is_dir():
+    ext = out.suffix.lower()
+    if ext and ext not in WRITE_FORMATS and ext in IMAGE_EXTENSIONS and not out.is_dir():
+        raise TintError(f"-o {output}: tint cannot write {ext} files; name a .png (it keeps "
+                        f"animations), .webp, .jpg, .tif or .bmp file, or a folder")
+    if ext in WRITE_FORMATS and not out.is_dir():
         if len(jobs) != 1:
             raise TintError(f"-o {output} names one file, but there are {len(jobs)} inputs; "
                             f"give a folder instead")
@@ -131,6 +194,14 @@ def plan_outputs(jobs: list[Job], output: str, fmt: str | None) -> tuple[list[tu
             owner[key] = job.src
             planned.append((job, dst))
     return planned, failures
+
+
+def _by_folder(planned) -> dict[Path, set[str]]:
+    """Output folder -> the output names planned in it."""
+    folders: dict[Path, set[str]] = {}
+    for _, dst in planned:
+        folders.setdefault(dst.parent, set()).add(dst.name)
+    return folders
 
 
 def _file_id(path: Path):
@@ -170,7 +241,9 @@ def run_image(args) -> int:
 
 
 def _run_image(args) -> int:
-    from .io import read_image, write_image
+    from .files import clean_stale_parts
+    from .io import ANIMATED_FORMATS, ANIMATED_WRITE_FORMATS, output_format, read_image, write_image
+    from .pixels import has_colour
 
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise TintError(f"--quality must be between 1 and 100, got {args.quality}")
@@ -179,7 +252,7 @@ def _run_image(args) -> int:
         raise TintError("no inputs: give image files, folders or globs (or --sample)")
     from .weights import resolve
     resolve(args.weights)         # no weights is a usage error: say so before touching any file
-    jobs, failures, notes = collect(inputs, args.recursive)
+    jobs, failures, notes = collect(inputs, args.recursive, args.output)
     for note in notes:
         print(f"tint image: {note}", file=sys.stderr)
     if not jobs and not failures:
@@ -189,29 +262,44 @@ def _run_image(args) -> int:
     for line in failures:
         print(f"tint image: {line}", file=sys.stderr)
 
+    stale = sum(clean_stale_parts(folder, names) for folder, names in _by_folder(planned).items())
+    if stale:
+        print(f"tint image: note: removed {stale} partial file(s) a killed run left behind", file=sys.stderr)
     todo = [(job, dst) for job, dst in planned if args.overwrite or not (dst.exists() or dst.is_symlink())]
     skipped = len(planned) - len(todo)
-    done = 0
+    done = internal = 0
     failed = len(failures)
     if todo:
         import torch
         from tqdm import tqdm
 
         from . import load
-        runner = load(args.weights, args.device)  # once for the whole batch
+        from .cli import load_options
+        runner = load(args.weights, args.device, **load_options(args))  # once for the whole batch
         said: set[str] = set()
         bar = tqdm(todo, desc="tint image", unit="img", file=sys.stderr, dynamic_ncols=True,
                    leave=False, disable=None)    # None: a bar on terminals, none in logs
         for job, dst in bar:
             try:
                 data = read_image(job.src)                      # its errors name the file
+                if data.pixels.shape[2] == 3 and has_colour(data.pixels):
+                    tqdm.write(f"tint image: note: {job.src} is already in colour; its colours are "
+                               f"replaced by predicted ones", file=sys.stderr)
+                animate = bool(data.more) and output_format(dst) in ANIMATED_WRITE_FORMATS
+                if data.frames > 1 and not animate and data.format != "MPO":
+                    kind = "frames" if data.format in ANIMATED_FORMATS else "pages"
+                    tqdm.write(f"tint image: note: {job.src} holds {data.frames} {kind}; only the first is "
+                               f"colorized" + (f" ({dst.suffix} has no animation: .png or .webp keeps it)"
+                                               if data.more else ""), file=sys.stderr)
                 try:
                     out = runner.colorize_array(data.rgba(), size=args.size)
+                    more = [runner.colorize_array(f, size=args.size) for f in data.more] if animate else []
                 except TintError as e:
                     raise TintError(f"{job.src}: {e}") from None
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 for note in write_image(dst, out, icc=data.icc, exif=data.exif, quality=args.quality,
-                                        overwrite=args.overwrite, protect=(job.src,)):
+                                        overwrite=args.overwrite, protect=(job.src,), more=more,
+                                        durations=data.durations, loop=data.loop, clean=False):
                     if note not in said:          # once per batch, not once per file
                         said.add(note)
                         tqdm.write(f"tint image: note: {note}", file=sys.stderr)
@@ -227,12 +315,19 @@ def _run_image(args) -> int:
                 if runner.device.type == "cuda":
                     torch.cuda.empty_cache()
                 tqdm.write(f"tint image: {job.src}: out of memory (try a smaller --size)", file=sys.stderr)
+            except Exception as e:            # a bug: this file fails, the batch goes on
+                failed += 1
+                internal += 1
+                if debug():
+                    import traceback
+                    traceback.print_exc()
+                tqdm.write(f"tint image: {job.src}: {internal_error(e)}", file=sys.stderr)
         bar.close()
     if skipped:
         print(f"tint image: note: {skipped} output(s) exist and were skipped "
               f"(use --overwrite to replace them)", file=sys.stderr)
     print(f"{done} colorized, {failed} failed, {skipped} skipped (exist)")
-    return 1 if failed else 0
+    return EXIT_INTERNAL if internal else EXIT_SOME_FAILED if failed else 0
 
 
 # --------------------------------------------------------------------------- info

@@ -468,8 +468,10 @@ class FramePipeline:
     copied out.  The same pixels as ``Runner.colorize_tensor`` (within fp16 rounding).
     """
 
-    def __init__(self, engine: Engine, size: int | None = None, graphs: bool | None = None):
+    def __init__(self, engine: Engine, size: int | None = None, graphs: bool | None = None,
+                 saturation: float = 1.0):
         self.engine = engine
+        self.saturation = saturation             # ab is scaled by it before the join
         self.net = engine.net
         self.device = engine.device
         self.size = int(size or engine.config.size)
@@ -489,7 +491,7 @@ class FramePipeline:
         net = runner._network
         engine = net if isinstance(net, Engine) else Engine(runner.model, "fp32" if runner.device.type == "cpu"
                                                             else runner.precision)
-        return cls(engine, size or runner.size)
+        return cls(engine, size or runner.size, saturation=runner.saturation)
 
     def working_shape(self, H: int, W: int) -> tuple[int, int]:
         return working_shape(H, W, self.size, self.net.multiple)
@@ -500,6 +502,8 @@ class FramePipeline:
         H, W = frames.shape[1:3]
         L = K.lightness_u8(frames)                                  # (B, 1, H, W) float32
         ab = self.net(resize_lightness(L, self.working_shape(H, W)))  # (B, 2, h, w) float32
+        if self.saturation != 1.0:
+            ab = ab * self.saturation
         return K.join_u8(L, ab, out=out)
 
     def _state(self, shape) -> list[_Slot]:

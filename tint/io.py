@@ -17,13 +17,14 @@ import os
 import struct
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import TintError
-from .weights import atomic_write
+from .files import atomic_write
+from .pixels import check_pixels
 
 DEFAULT_MAX_PIXELS = 250_000_000
 # Extensions tint writes, and the Pillow format of each.
@@ -31,6 +32,10 @@ WRITE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF",
                  ".webp": "WEBP", ".bmp": "BMP"}
 # Extensions picked up when a folder is given (any other file can still be named explicitly).
 READ_EXTENSIONS = frozenset(WRITE_FORMATS) | {".gif", ".jfif", ".jpe", ".tga", ".ppm", ".pgm", ".pbm"}
+# Formats whose frames are an animation (read and written frame by frame, durations and
+# loop kept); other multi-frame files (TIFF pages, MPO previews) give their first frame.
+ANIMATED_FORMATS = ("GIF", "PNG", "WEBP")
+ANIMATED_WRITE_FORMATS = ("PNG", "WEBP")      # APNG and animated WebP: full colour, alpha
 _ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}      # Pillow reads BMP alpha back as RGB
 _EXIF_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF"}
 _ORIENTATION = 0x0112
@@ -45,12 +50,19 @@ class ImageData:
     ``alpha``: (H, W) of the same dtype, or None.  ``icc``: the embedded ICC profile;
     ``exif``: raw EXIF (``b"Exif\\0\\0..."``) with its orientation reset to 1.
     ``format``: Pillow's name for the file format ("JPEG", "PNG", ...).
+    ``frames``: how many frames (or pages) the file holds.  For an animation
+    (``ANIMATED_FORMATS``) ``more`` holds frames 2..n in ``rgba()`` form, ``durations``
+    each frame's display time in ms and ``loop`` the loop count (0 forever, None once).
     """
     pixels: np.ndarray
     alpha: np.ndarray | None = None
     icc: bytes | None = None
     exif: bytes | None = None
     format: str = ""
+    frames: int = 1
+    more: list = field(default_factory=list)
+    durations: list = field(default_factory=list)
+    loop: int | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -192,20 +204,29 @@ def _cmyk_to_rgb(im, icc: bytes | None):
     return im.convert("RGB")
 
 
-def _decode(im, path: Path) -> np.ndarray:
-    """Pillow image -> (H, W, C) uint8/uint16 array, C in 1..4 (2 and 4 carry alpha)."""
+def decode_pil(im, name="image") -> np.ndarray:
+    """Pillow image (any mode) -> (H, W, C) uint8/uint16 array, C in 1..4 (2 and 4 carry alpha).
+
+    The one rule for every interface (files, uploads, ``tint.colorize`` on a PIL image):
+    32-bit integer ("I") images hold 16-bit counts, float ("F") images hold values in
+    [0, 1], as float arrays do; anything else is a TintError naming what was found.  Other
+    modes (LAB, HSV, YCbCr, CMYK...) become RGB."""
     mode = im.mode
     if mode.startswith("I;16"):
         return np.asarray(im).astype(np.uint16)[:, :, None]
     if mode == "I":
-        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[:, :, None]
+        a = np.asarray(im)
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise TintError(f"{name}: 32-bit integer pixels must be 16-bit counts (0..65535); "
+                            f"this image holds {lo}..{hi}")
+        return a.astype(np.uint16)[:, :, None]
     if mode == "F":
-        a = np.asarray(im, np.float32)
-        if not np.isfinite(a).all():
-            raise TintError(f"{path}: image holds NaN or infinite values")
-        # Float images have no standard range: [0, 1] if they fit, else 16-bit counts.
-        scale = 65535.0 if a.size and a.max() <= 1.0 else 1.0
-        return np.rint(np.clip(a * scale, 0, 65535)).astype(np.uint16)[:, :, None]
+        try:
+            a = check_pixels(np.asarray(im, np.float32))
+        except TintError as e:
+            raise TintError(f"{name}: {e}") from None
+        return np.rint(np.clip(a, 0, 1) * 65535).astype(np.uint16)[:, :, None]
     if mode == "1":
         im = im.convert("L")
     elif mode in ("P", "PA"):
@@ -222,7 +243,7 @@ def _decode(im, path: Path) -> np.ndarray:
         try:
             im = im.convert("RGB")
         except ValueError:
-            raise TintError(f"{path}: unsupported colour mode {mode}") from None
+            raise TintError(f"{name}: unsupported colour mode {mode}") from None
     a = np.asarray(im)
     return a[:, :, None] if a.ndim == 2 else a
 
@@ -265,27 +286,64 @@ def _exif_and_orientation(im) -> tuple[bytes | None, int]:
     return raw, orientation
 
 
+def _frame_count(im) -> int:
+    try:
+        return max(1, int(getattr(im, "n_frames", 1) or 1))
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError, zlib.error) as e:
+        raise TintError(f"{im.filename or 'image'}: truncated or corrupt image data ({_reason(e)})") from None
+
+
+def _animation(im, path: Path, n: int) -> tuple[list[np.ndarray], list[int]]:
+    """Every frame of an animation as (H, W, 4) uint8 RGBA (as shown: disposal and
+    blending applied by Pillow), alpha dropped when all of them are opaque; and durations."""
+    frames, durations = [], []
+    for i in range(n):
+        im.seek(i)
+        frames.append(decode_pil(im.convert("RGBA"), path))
+        durations.append(int(im.info.get("duration") or 0))
+    if all(int(f[:, :, 3].min()) == 255 for f in frames):
+        frames = [np.ascontiguousarray(f[:, :, :3]) for f in frames]
+    return frames, durations
+
+
 def read_image(path: str | os.PathLike) -> ImageData:
-    """Decode an image file, upright, at its own bit depth; TintError for any bad file."""
+    """Decode an image file, upright, at its own bit depth; TintError for any bad file.
+    An animation (GIF, APNG, animated WebP) gives all its frames; the pixel limit counts
+    every frame."""
     path = Path(path)
     _check_input_path(path)
     limit = max_pixels()
     im = open_header(path, limit)
+    more: list[np.ndarray] = []
+    durations: list[int] = []
+    loop = None
     try:
         fmt = im.format or ""
         # Before anything that loads the pixels (PNG's getexif does): the tile says the bit depth.
         wide = ";16" in _rawmode(im) and im.mode in ("RGB", "RGBA", "LA")
         icc = im.info.get("icc_profile") or None
+        n = _frame_count(im)
+        animated = n > 1 and fmt in ANIMATED_FORMATS
+        if animated and im.size[0] * im.size[1] * n > limit:
+            w, h = im.size
+            raise TooManyPixels(f"{path}: animation of {n} frames of {w}x{h} = {w * h * n:,} pixels, over the "
+                                f"limit of {limit:,}; refusing to decode it (raise TINT_MAX_PIXELS to allow it)")
         try:
             im.load()
             exif, orientation = _exif_and_orientation(im)
-            pil = im
-            if im.mode == "CMYK":
-                pil = _cmyk_to_rgb(im, icc)
-                icc = None          # the pixels are sRGB now; the CMYK profile no longer applies
-            a = _read_16bit_color(path, im.mode == "LA") if wide else None
-            if a is None:
-                a = _decode(pil, path)
+            if animated:
+                loop = im.info.get("loop")
+                loop = int(loop) if loop is not None else None
+                frames, durations = _animation(im, path, n)
+                a, more = frames[0], [_orient(f, orientation) for f in frames[1:]]
+            else:
+                pil = im
+                if im.mode == "CMYK":
+                    pil = _cmyk_to_rgb(im, icc)
+                    icc = None          # the pixels are sRGB now; the CMYK profile no longer applies
+                a = _read_16bit_color(path, im.mode == "LA") if wide else None
+                if a is None:
+                    a = decode_pil(pil, path)
         except TintError:
             raise
         except MemoryError:
@@ -302,7 +360,7 @@ def read_image(path: str | os.PathLike) -> ImageData:
         a, alpha = a[:, :, :-1], np.ascontiguousarray(a[:, :, -1])
     if icc is not None and icc_colorspace(icc) not in ("RGB", "GRAY"):
         icc = None
-    return ImageData(np.ascontiguousarray(a), alpha, icc, exif, fmt)
+    return ImageData(np.ascontiguousarray(a), alpha, icc, exif, fmt, n, more, durations, loop)
 
 
 def icc_colorspace(icc: bytes | None) -> str | None:
@@ -375,8 +433,14 @@ def _encode_16bit(a: np.ndarray, fmt: str, icc: bytes | None, exif: bytes | None
 
 def write_image(path: str | os.PathLike, pixels: np.ndarray, *, icc: bytes | None = None,
                 exif: bytes | None = None, quality: int | None = None, overwrite: bool = False,
-                protect=()) -> list[str]:
+                protect=(), more=(), durations=None, loop: int | None = None,
+                clean: bool = True) -> list[str]:
     """Write (H, W, 1|2|3|4) uint8/uint16 pixels (a last channel of 2 or 4 is alpha) to ``path``.
+
+    ``more``: further frames of an animation (same shape), written with ``durations``
+    (ms per frame) and ``loop`` (0 forever, None once) as APNG or animated WebP; any
+    other format takes the first frame only (a note says so).  ``clean``: remove stale
+    temporary files a killed run left for ``path`` (a batch does it once per folder).
 
     The format comes from the extension.  16 bits are kept in PNG and TIFF (8 elsewhere);
     alpha is kept where the format has it (JPEG: flattened onto white, with a note); the
@@ -416,6 +480,12 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, icc: bytes | Non
         exif = None
     if fmt == "BMP":
         icc = None
+    more = list(more)
+    if more and fmt not in ANIMATED_WRITE_FORMATS:
+        notes.append(f"{fmt} has no animation: only the first frame written (.png or .webp keeps it)")
+        more = []
+    if more:
+        return notes + _write_animation(path, a, more, fmt, durations, loop, icc, exif, quality, clean)
 
     sixteen = a.dtype == np.uint16 and fmt in ("PNG", "TIFF")
     if a.dtype == np.uint16 and not sixteen:
@@ -460,12 +530,47 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, icc: bytes | Non
 
         def write(tmp):
             im.save(tmp, format=fmt, **kw)
+    return notes + _commit(path, write, clean)
+
+
+def _commit(path: Path, write, clean: bool) -> list[str]:
     try:
-        atomic_write(path, write)
+        atomic_write(path, write, clean=clean)
     except TintError:
         raise
     except PermissionError:
         raise TintError(f"{path}: permission denied") from None
     except OSError as e:
         raise TintError(f"{path}: cannot write ({e.strerror or _reason(e)})") from None
-    return notes
+    return []
+
+
+def _write_animation(path: Path, first: np.ndarray, more: list, fmt: str, durations, loop,
+                     icc, exif, quality, clean: bool) -> list[str]:
+    """Frames (H, W, 1|2|3|4) -> APNG or animated WebP, 8 bits, every frame whole."""
+    from PIL import Image
+    notes = []
+    if first.dtype == np.uint16:
+        notes.append(f"animated {fmt} holds 8 bits per channel: 16-bit pixels reduced to 8")
+
+    def pil(a):
+        a = _to_8bit(np.asarray(a))
+        return Image.fromarray(np.ascontiguousarray(a[:, :, 0] if a.shape[2] == 1 else a))
+    ims = [pil(first)] + [pil(m) for m in more]
+    n = len(ims)
+    durations = [int(d) for d in (durations or [])][:n]
+    durations += [100] * (n - len(durations))
+    kw = {"save_all": True, "append_images": ims[1:], "duration": durations,
+          "loop": 1 if loop is None else int(loop)}          # None: the source played once
+    if icc:
+        kw["icc_profile"] = icc
+    if exif:
+        kw["exif"] = exif
+    if fmt == "PNG":
+        kw.update(disposal=0, blend=0, compress_level=6)    # every frame whole, replacing the last
+    else:
+        kw.update(quality=int(quality or 90))
+
+    def write(tmp):
+        ims[0].save(tmp, format=fmt, **kw)
+    return notes + _commit(path, write, clean)

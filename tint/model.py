@@ -286,9 +286,7 @@ class Colorizer(nn.Module):
 
 def working_shape(h: int, w: int, size: int, multiple: int) -> tuple[int, int]:
     """The (h, w) the network runs at: about size*size pixels, the input's aspect kept,
-    each side a multiple of ``multiple`` and at least ``multiple``."""
-    if h <= 0 or w <= 0:
-        raise ValueError(f"image has no pixels ({w}x{h})")
-    s = size / math.sqrt(h * w)
-    return (max(multiple, round(h * s / multiple) * multiple),
-            max(multiple, round(w * s / multiple) * multiple))
+    each side a multiple of ``multiple`` and at least ``multiple``; bounded for extreme
+    aspect ratios.  Defined in ``tint.pixels`` (with the size check), re-exported here."""
+    from .pixels import working_shape as shape
+    return shape(h, w, size, multiple)

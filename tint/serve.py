@@ -3,22 +3,29 @@
 One process loads the model once and answers:
 
     GET  /             the page (tint/static/index.html: drop photos, before/after, webcam)
-    GET  /api/health   {"status": "ok", "version", "device", "model", "size", "limits", ...}
+    GET  /api/health   {"status": "ok", "version", "device", "model", "size", "limits", "queue", ...}
     POST /api/colorize body = image bytes (raw, or multipart/form-data with one file);
-                       query: size (working size), format (png|jpeg), quality (1..95)
-                       -> the colorized image
+                       options (query or form fields): size (working size), saturation
+                       (0..2), format (png|jpeg), quality (1..95) -> the colorized image
 
-Safe by default: binds to loopback; the upload size is checked while the body is read;
-the pixel count is checked from the image header before anything is decoded; the type is
-decided by decoding, never by a name; a fixed number of requests run at once and the next
-one is told 503 {"error": "busy"} at once rather than queued towards out-of-memory; no
-part of a request is ever used as a path; the model runs in a worker thread, off the event
-loop.  Every error is JSON {"error": "one line"} with a fitting status, never a traceback.
+Safe by default: binds to loopback; only requests from its own page or from non-browser
+clients are served (a foreign Origin is 403; a body must carry a Content-Type or header
+that makes browsers ask first, so no other web site can post here); the upload size is
+checked while the body is read, and a body must arrive in time (idle and total
+timeouts: slow clients cannot hold the server); the pixel count is checked from the
+image header before anything is decoded, and the work a picture causes is bounded by
+the working size whatever its shape; the type is decided by decoding, never by a name;
+``concurrency`` requests are colorized at once, ``queue`` more wait their turn (for at
+most ``queue_timeout_s``), and only when the queue is full is the answer 503 busy with
+Retry-After; no part of a request is ever used as a path; the model runs in a worker
+thread, off the event loop.  Every error is JSON {"error": "one line"} with a fitting
+status, never a traceback.
 
 Starlette and uvicorn (the ``tint[serve]`` extra) are imported only when serving.
 """
 from __future__ import annotations
 
+import asyncio
 import io
 import ipaddress
 import socket
@@ -29,13 +36,13 @@ from dataclasses import dataclass
 from importlib import resources
 
 from .errors import TintError
+from .pixels import MAX_SATURATION, MAX_SIZE, MIN_SATURATION, MIN_SIZE, check_saturation
 
 INSTALL_HINT = 'pip install "tint[serve]"'
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg")}
 # What Image.open may try (multi-picture JPEGs open as JPEG): common photo formats only,
 # so a request cannot reach rarer decoders.
 DECODERS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
-MIN_SIZE, MAX_SIZE = 16, 2048            # working sizes a request may ask for
 CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
        "script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -62,14 +69,28 @@ def add_arguments(parser) -> None:
     g.add_argument("--max-pixels", type=int, default=40_000_000,
                    help="largest image accepted, in pixels, checked before decoding (default 40M)")
     g.add_argument("--concurrency", type=int, default=4,
-                   help="requests colorized at once; more are answered 503 busy (default 4)")
+                   help="requests colorized at once (default 4)")
+    g.add_argument("--queue", type=int, default=16,
+                   help="requests that may wait for a free slot; beyond them: 503 busy (default 16)")
+    g.add_argument("--queue-timeout", type=float, default=30.0, metavar="S",
+                   help="longest a request waits in the queue before 503 busy (default 30 s)")
+    g.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                   help="a request's whole body must arrive within S seconds, else 408 (default 30)")
+    g.add_argument("--idle-timeout", type=float, default=10.0, metavar="S",
+                   help="a body that sends nothing for S seconds is dropped with 408 (default 10)")
 
 
 @dataclass(frozen=True)
 class Limits:
+    """What one server accepts.  Memory is bounded by about (concurrency + queue) x
+    max_upload_bytes of bodies plus concurrency decoded images."""
     max_upload_bytes: int = 25 * 1_000_000
     max_pixels: int = 40_000_000
     concurrency: int = 4
+    queue: int = 16
+    queue_timeout_s: float = 30.0
+    body_timeout_s: float = 30.0
+    idle_timeout_s: float = 10.0
 
     def __post_init__(self):
         if self.max_upload_bytes < 1:
@@ -78,22 +99,31 @@ class Limits:
             raise TintError(f"--max-pixels must be positive, got {self.max_pixels}")
         if self.concurrency < 1:
             raise TintError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if self.queue < 0:
+            raise TintError(f"--queue must be 0 or more, got {self.queue}")
+        for name, v in (("--queue-timeout", self.queue_timeout_s), ("--body-timeout", self.body_timeout_s),
+                        ("--idle-timeout", self.idle_timeout_s)):
+            if not v > 0:
+                raise TintError(f"{name} must be a positive number of seconds, got {v:g}")
 
 
 def run(args) -> int:
     uvicorn = _import_server()[1]
-    limits = Limits(int(args.max_upload_mb * 1_000_000), args.max_pixels, args.concurrency)
+    limits = Limits(int(args.max_upload_mb * 1_000_000), args.max_pixels, args.concurrency, args.queue,
+                    args.queue_timeout, args.body_timeout, args.idle_timeout)
     warning = exposure_warning(args.host)
     if warning:
         print(warning, file=sys.stderr)
     sock = bind_socket(args.host, args.port)          # before loading: a taken port fails fast
     try:
         from .api import load
-        runner = load(args.weights, args.device, size=args.size)
+        from .cli import load_options
+        runner = load(args.weights, args.device, size=args.size, **load_options(args))
         app = create_app(runner, limits, bind_host=args.host)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        print(f"tint serve: {runner.config.backbone} model on {runner.device}, working size {runner.size}; "
+        print(f"tint serve: {runner.config.backbone} model on {runner.device}, working size {runner.size}, "
+              f"{limits.concurrency} at once + {limits.queue} queued; "
               f"open http://{shown}:{port}/  (Ctrl+C stops)", file=sys.stderr, flush=True)
         uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
     finally:
@@ -153,8 +183,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 # --------------------------------------------------------------------------- image work (no web types)
-def parse_options(query, default_size: int) -> tuple[int, str, int]:
-    """Query params -> (working size, format key, jpeg quality), or a 400 RequestError."""
+@dataclass(frozen=True)
+class Options:
+    size: int
+    fmt: str
+    quality: int
+    saturation: float
+
+
+def parse_options(query, default_size: int, default_saturation: float = 1.0) -> Options:
+    """Query params or form fields -> Options, or a 400 RequestError.  Ranges are the ones
+    every interface uses (``tint.pixels``)."""
     def integer(name, default, lo, hi):
         raw = query.get(name)
         if raw is None or raw == "":
@@ -172,7 +211,16 @@ def parse_options(query, default_size: int) -> tuple[int, str, int]:
     if fmt not in FORMATS:
         raise RequestError(400, f"format must be png or jpeg, got {fmt[:40]!r}")
     quality = integer("quality", 90, 1, 95)
-    return size, fmt, quality
+    saturation = default_saturation
+    raw = query.get("saturation")
+    if raw not in (None, ""):
+        try:
+            saturation = check_saturation(float(raw))
+        except ValueError:
+            raise RequestError(400, f"saturation must be a number, got {raw[:40]!r}") from None
+        except TintError as e:
+            raise RequestError(400, str(e)) from None
+    return Options(size, fmt, quality, saturation)
 
 
 def decode_image(data: bytes, max_pixels: int):
@@ -215,19 +263,43 @@ def encode_image(img, fmt: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def colorize_bytes(runner, data: bytes, size: int, fmt: str, quality: int, max_pixels: int) -> bytes:
-    """The whole request in one blocking call (run it in a worker thread)."""
+def colorize_bytes(runner, data: bytes, opts: Options, max_pixels: int) -> tuple[bytes, list[str]]:
+    """The whole request in one blocking call (run it in a worker thread) -> (encoded
+    image, notes for the client: an animation of which only the first frame is done, a
+    photo that was already in colour)."""
+    import numpy as np
+
     from .api import colorize
+    from .pixels import has_colour
     img = decode_image(data, max_pixels)
+    notes = []
     try:
-        out = colorize(img, size=size, runner=runner)
+        frames = int(getattr(img, "n_frames", 1) or 1)
+    except Exception:  # a damaged later frame: the first one decoded, and that is what is done
+        frames = 1
+    if frames > 1 and img.format != "MPO":
+        notes.append(f"only the first of {frames} frames was colorized")
+    if img.mode in ("RGB", "RGBA"):
+        w, h = img.size
+        k = max(1, max(w, h) // 256)
+        small = img if k == 1 else img.resize((max(1, w // k), max(1, h // k)))
+        if has_colour(np.asarray(small.convert("RGB"))):
+            notes.append("already in colour: its colours were replaced by predicted ones")
+    try:
+        out = colorize(img, size=opts.size, saturation=opts.saturation, runner=runner)
     except TintError as e:
         raise RequestError(400, str(e)) from None
-    return encode_image(out, fmt, quality)
+    return encode_image(out, opts.fmt, opts.quality), notes
 
 
 def first_file_part(body: bytes, content_type: str) -> bytes:
     """The first file of a multipart/form-data body (or its first field when none is a file)."""
+    return parse_multipart(body, content_type)[0]
+
+
+def parse_multipart(body: bytes, content_type: str) -> tuple[bytes, dict]:
+    """A multipart/form-data body -> (the first file, or the first field when none is a
+    file; the other fields that are not files, name -> text, for the options)."""
     try:
         from python_multipart.multipart import MultipartParser, parse_options_header
     except ImportError:
@@ -265,29 +337,98 @@ def first_file_part(body: bytes, content_type: str) -> bytes:
         raise RequestError(400, f"malformed multipart body ({type(e).__name__})") from None
     if not parts:
         raise RequestError(400, "multipart body has no parts; put the image in a file field")
+    image, fields = None, {}
     for part in parts:
         _, disp = parse_options_header(bytes(part["headers"].get(b"content-disposition", b"")))
         if b"filename" in disp:
-            return bytes(part["data"])
-    return bytes(parts[0]["data"])
+            if image is None:
+                image = bytes(part["data"])
+        elif len(part["data"]) <= 64 and b"name" in disp:
+            fields[disp[b"name"].decode("latin-1")] = bytes(part["data"]).decode("latin-1")
+    if image is None:
+        image = bytes(parts[0]["data"])
+    return image, fields
 
 
 # --------------------------------------------------------------------------- the app
 class Slots:
-    """At most ``n`` requests at once; the rest are refused, not queued.  Used only
-    from the event loop thread, so a plain counter is enough."""
+    """Admission and the queue.  At most ``n`` requests are colorized at once and
+    ``queue`` more may be in the server (reading their body, or waiting for a slot for at
+    most the wait limit); a request beyond those is refused at once.  Used only from the
+    event loop thread, so plain counters are enough."""
 
-    def __init__(self, n: int):
-        self.n, self.used = n, 0
+    def __init__(self, n: int, queue: int = 0):
+        self.n, self.queue = n, queue
+        self.used = 0                  # admitted: reading, waiting or running
+        self.running = 0
+        self.waiting = 0
+        self._sem = asyncio.Semaphore(n)
 
     def try_acquire(self) -> bool:
-        if self.used >= self.n:
+        """Admit a request (before its body is read), or False when the server is full."""
+        if self.used >= self.n + self.queue:
             return False
         self.used += 1
         return True
 
     def release(self) -> None:
         self.used -= 1
+
+    async def run(self, wait_s: float, fn, *args):
+        """``fn(*args)`` in a worker thread once a slot is free; RequestError 503 after
+        ``wait_s`` in the queue."""
+        from starlette.concurrency import run_in_threadpool
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._sem.acquire(), wait_s)
+        except asyncio.TimeoutError:
+            raise RequestError(503, f"busy: no free slot within {wait_s:g} s") from None
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
+            return await run_in_threadpool(fn, *args)
+        finally:
+            self.running -= 1
+            self._sem.release()
+
+    def state(self) -> dict:
+        return {"running": self.running, "waiting": self.waiting,
+                "reading": self.used - self.running - self.waiting,
+                "slots": self.n, "max_waiting": self.queue}
+
+
+# CORS-safelisted body types (and none): a browser sends these cross-site without asking
+# first.  A colorize request must carry another Content-Type, or X-Requested-With.
+SIMPLE_TYPES = {"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"}
+
+
+def _netloc(scheme: str, netloc: str) -> str:
+    netloc = netloc.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    return netloc[: -len(default)] if default and netloc.endswith(default) else netloc
+
+
+def foreign_origin(scope) -> str | None:
+    """The request's Origin when it names another site than the Host it was sent to
+    ('null' included), else None (same origin, or no Origin: not a cross-site browser request)."""
+    from urllib.parse import urlsplit
+    headers = dict(scope.get("headers") or [])
+    raw = headers.get(b"origin")
+    if raw is None:
+        return None
+    origin = raw.decode("latin-1").strip()
+    host = headers.get(b"host", b"").decode("latin-1").strip()
+    try:
+        u = urlsplit(origin)
+    except ValueError:
+        return origin
+    if u.scheme not in ("http", "https") or not u.netloc or not host:
+        return origin
+    scheme = scope.get("scheme", "http")
+    if _netloc(u.scheme, u.netloc) != _netloc(scheme if scheme in ("http", "https") else u.scheme, host):
+        return origin
+    return None
 
 
 def page_html() -> bytes:
@@ -298,7 +439,6 @@ def create_app(runner, limits: Limits = Limits(), *, bind_host: str = "127.0.0.1
     """The Starlette app serving ``runner``.  Pure: no sockets, usable with any ASGI server."""
     _import_server()
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
@@ -306,7 +446,7 @@ def create_app(runner, limits: Limits = Limits(), *, bind_host: str = "127.0.0.1
 
     from . import __version__
 
-    slots = Slots(limits.concurrency)
+    slots = Slots(limits.concurrency, limits.queue)
     page = page_html()
     check_host = is_loopback(bind_host)
     allowed_hosts = LOOPBACK_NAMES | {bind_host.strip("[]").lower()}
@@ -315,7 +455,9 @@ def create_app(runner, limits: Limits = Limits(), *, bind_host: str = "127.0.0.1
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
     async def read_body(request: Request) -> bytes:
-        """The body, refused with 413 as soon as it passes the limit (declared or streamed)."""
+        """The body, refused with 413 as soon as it passes the limit (declared or streamed),
+        and with 408 when it stalls for idle_timeout_s or is not complete within
+        body_timeout_s (a slow client may not hold its place for ever)."""
         limit = limits.max_upload_bytes
         declared = request.headers.get("content-length")
         if declared is not None:
@@ -327,7 +469,22 @@ def create_app(runner, limits: Limits = Limits(), *, bind_host: str = "127.0.0.1
                 raise RequestError(413, f"upload is {n:,} bytes; this server accepts at most "
                                         f"{limit:,} (--max-upload-mb)")
         buf = bytearray()
-        async for chunk in request.stream():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limits.body_timeout_s
+        chunks = request.stream().__aiter__()
+        while True:
+            left = deadline - loop.time()
+            wait = min(limits.idle_timeout_s, left)
+            try:
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                chunk = await asyncio.wait_for(chunks.__anext__(), wait)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                why = (f"nothing received for {limits.idle_timeout_s:g} s" if wait < left
+                       else f"not complete within {limits.body_timeout_s:g} s")
+                raise RequestError(408, f"request body too slow: {why}") from None
             buf.extend(chunk)
             if len(buf) > limit:
                 raise RequestError(413, f"upload is over {limit:,} bytes (--max-upload-mb)")
@@ -350,28 +507,41 @@ def create_app(runner, limits: Limits = Limits(), *, bind_host: str = "127.0.0.1
             "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
                        "concurrency": limits.concurrency},
             "busy": slots.used,
+            "queue": {**slots.state(), "max_wait_s": limits.queue_timeout_s},
+            "timeouts": {"body_s": limits.body_timeout_s, "idle_s": limits.idle_timeout_s},
+            "saturation": {"default": runner.saturation, "min": MIN_SATURATION, "max": MAX_SATURATION},
         }, headers={"Cache-Control": "no-store"})
 
     async def colorize_route(request: Request):
-        size, fmt, quality = parse_options(request.query_params, runner.size)
-        if not slots.try_acquire():     # before the body: memory stays under concurrency x limit
-            return error(503, "busy", {"Retry-After": "1"})
+        ctype = request.headers.get("content-type", "")
+        if ctype.split(";")[0].strip().lower() in SIMPLE_TYPES and not request.headers.get("x-requested-with"):
+            raise RequestError(415, "send the image with Content-Type image/... or application/octet-stream, "
+                                    "or add the header X-Requested-With (form and text bodies are refused, so "
+                                    "that other web sites cannot post here)")
+        opts = parse_options(request.query_params, runner.size, runner.saturation)
+        if not slots.try_acquire():     # before the body: memory stays under (concurrency + queue) x limit
+            return error(503, "busy", {"Retry-After": "1"})         # the queue is full
         try:
             body = await read_body(request)
-            ctype = request.headers.get("content-type", "")
             if ctype.lower().startswith("multipart/form-data"):
-                body = first_file_part(body, ctype)
+                body, fields = parse_multipart(body, ctype)
+                if fields:
+                    opts = parse_options({**fields, **request.query_params}, runner.size, runner.saturation)
             t0 = time.perf_counter()
-            out = await run_in_threadpool(colorize_bytes, runner, body, size, fmt, quality, limits.max_pixels)
+            out, notes = await slots.run(limits.queue_timeout_s, colorize_bytes, runner, body, opts,
+                                         limits.max_pixels)
             ms = (time.perf_counter() - t0) * 1000
         finally:
             slots.release()
-        return Response(out, media_type=FORMATS[fmt][1], headers={
-            "Cache-Control": "no-store", "X-Tint-Size": str(size), "X-Tint-Ms": f"{ms:.1f}",
-            "Content-Disposition": f'inline; filename="colorized.{"jpg" if fmt != "png" else "png"}"'})
+        headers = {"Cache-Control": "no-store", "X-Tint-Size": str(opts.size), "X-Tint-Ms": f"{ms:.1f}",
+                   "X-Tint-Saturation": f"{opts.saturation:g}",
+                   "Content-Disposition": f'inline; filename="colorized.{"jpg" if opts.fmt != "png" else "png"}"'}
+        if notes:
+            headers["X-Tint-Note"] = "; ".join(notes)
+        return Response(out, media_type=FORMATS[opts.fmt][1], headers=headers)
 
     async def on_request_error(request, exc: RequestError):
-        return error(exc.status, exc.message)
+        return error(exc.status, exc.message, {"Retry-After": "1"} if exc.status == 503 else None)
 
     async def on_http_error(request, exc: HTTPException):
         return error(exc.status_code, {404: "not found", 405: "method not allowed"}.get(
@@ -401,6 +571,11 @@ def create_app(runner, limits: Limits = Limits(), *, bind_host: str = "127.0.0.1
             if name not in allowed_hosts:
                 resp = error(400, f"host {host[:60]!r} not allowed: this server answers loopback names only")
                 return await resp(scope, receive, send)
+        origin = foreign_origin(scope)
+        if origin is not None:
+            resp = error(403, f"cross-origin request refused: Origin {origin[:60]!r} is not this server "
+                              f"(its own page, and clients that send no Origin, are served)")
+            return await resp(scope, receive, send)
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":

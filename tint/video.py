@@ -233,6 +233,7 @@ def colorize_frames(runner, frames: np.ndarray, *, size: int | None = None, stab
     ab = runner.chroma(L_work)
     if stabilizer is not None:
         ab = stabilizer(ab, L_work.to(ab.device))
+    ab = ab * runner.saturation if runner.saturation != 1.0 else ab               # colourfulness
     rgb = join_chroma(L, ab.to(L.device))                                          # (B, 3, H, W)
     return (rgb * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
@@ -272,6 +273,8 @@ class FrameColorizer:
         ab = self.runner.chroma(L_work)
         if self.stabilizer is not None:
             ab = self.stabilizer(ab, L_work.to(ab.device))
+        if self.runner.saturation != 1.0:                                    # colourfulness
+            ab = ab * self.runner.saturation
         rgb = K.join_u8(L, ab.to(L.device))                                  # (n, H, W, 3) uint8
         return rgb_to_yuv(rgb, self.layout.matrix, self.layout.pix_fmt == "yuv420p")
 
@@ -811,6 +814,12 @@ def assemble(work: WorkDir, src: Path, dst: Path, spec: OutputSpec, warn=_log) -
             first = av.open(str(segs[0]), "r")
             vout = out.add_stream_from_template(first.streams.video[0])
             first.close()
+            # the input's frame rate as the container's (Matroska read a segment's 1/1000 s
+            # time base back as 1000 fps; timestamps were right either way)
+            vin = inp.streams.video[0]
+            rate = vin.average_rate or getattr(vin, "guessed_rate", None)
+            if rate:
+                vout.codec_context.framerate = rate
             supported = _supported(out, spec.format)
             copies, transcoders = {}, {}
             for s in inp.streams:
@@ -1089,6 +1098,7 @@ def colorize_video(src, dst, *, runner=None, colorize_batch=None,
     inp = open_input(src)
     t0 = time.perf_counter()
     step = None
+    fresh = False                    # this run made the work dir (so a failure may remove it)
     try:
         layout = inp.layout(spec.codec)
         st = src.stat()
@@ -1097,6 +1107,8 @@ def colorize_video(src, dst, *, runner=None, colorize_batch=None,
                "stabilize": bool(stabilize), "size_option": size, **(settings_key or {})}
         if runner is not None:
             key["weights"] = str(Path(runner.weights_path).resolve())
+            if runner.saturation != 1.0:     # a resumed job keeps its colourfulness
+                key["saturation"] = runner.saturation
         if work.exists() and resume:
             work.load(key)
             _log(f"resuming {src.name}: {len(work.state['segments'])} segment(s), "
@@ -1106,6 +1118,7 @@ def colorize_video(src, dst, *, runner=None, colorize_batch=None,
                             "--overwrite starts over")
         else:
             work.start(key)
+            fresh = True
         step = make_step(colorize_batch, layout, runner, size=size, stabilize=stabilize)
         done_before = work.frames_done
         n = 0
@@ -1113,6 +1126,10 @@ def colorize_video(src, dst, *, runner=None, colorize_batch=None,
             n = _run_pipeline(inp, work, spec, step, layout, batch, segment_seconds, progress, on_segment)
             work.state["complete"] = True
             work.save()
+    except BaseException:
+        if fresh and not work.state.get("segments"):
+            work.remove()            # nothing finished to resume: leave no work folder behind
+        raise
     finally:
         inp.close()
         if step is not None and colorize_batch is None:
@@ -1304,7 +1321,8 @@ def run_video(args) -> int:
     jobs = plan_jobs(src, dst, rank, world)
     if not jobs:
         return 0
-    runner = load(args.weights, device=device)
+    from .cli import load_options
+    runner = load(args.weights, device=device, **load_options(args))
     batch = args.batch or (8 if runner.device.type == "cuda" else 4)
     failed = 0
     for film, out in jobs:

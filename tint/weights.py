@@ -7,17 +7,20 @@ rebuilds its model.  Loading memory-maps the file and checks every key and shape
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .errors import TintError
-from .model import Colorizer, ColorizerConfig
+from .files import atomic_write
+from .model import BACKBONES, Colorizer, ColorizerConfig
+from .pixels import MAX_SIZE, MIN_SIZE
 
 FORMAT = "tint-weights/1"
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
@@ -48,22 +51,6 @@ REGISTRY: dict[str, NamedWeights] = {
 DEFAULT = "default"
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and move the result onto ``path`` only once it is complete."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)        # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_weights(model: Colorizer, path, *, dtype=torch.float16, meta: dict | None = None) -> Path:
     """Write ``model`` to ``path`` (floats cast to ``dtype``); returns the path."""
     from safetensors.torch import save_file
@@ -74,6 +61,52 @@ def save_weights(model: Colorizer, path, *, dtype=torch.float16, meta: dict | No
     path = Path(path)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return path
+
+
+# What a weights file's config may hold, checked before anything is built: the config is
+# data from a file, and a width of 10^9 is an allocation of hundreds of GB.  (type, low,
+# high) or (type, choices).  A config key that is not a ColorizerConfig field is refused;
+# a field missing here (added to the dataclass later) is left to the dataclass.
+CONFIG_RULES = {
+    "backbone":    (str, tuple(BACKBONES)),
+    "output":      (str, ("ab", "bins")),
+    "final_width": (int, 1, 1024),
+    "bin_step":    (float, 5.0, 100.0),        # 5 -> 960 bins, 100 -> 8
+    "temperature": (float, 0.01, 100.0),
+    "size":        (int, MIN_SIZE, MAX_SIZE),
+    "context":     (int, 0, 1024),             # 0 = no global-context branch
+    "out_stride":  (int, (1, 2, 4)),
+}
+
+
+def validate_config(raw, source: str = "config") -> ColorizerConfig:
+    """A config dict from a file -> ColorizerConfig, every value checked against
+    CONFIG_RULES first; TintError naming the key otherwise."""
+    if not isinstance(raw, dict):
+        raise TintError(f"{source}: bad config in weights file: expected an object, got {type(raw).__name__}")
+    fields = {f.name for f in dataclasses.fields(ColorizerConfig)}
+    for key, value in raw.items():
+        if key not in fields:
+            raise TintError(f"{source}: bad config in weights file: unknown key {key!r} (file from a newer tint?)")
+        rule = CONFIG_RULES.get(key)
+        if rule is None:
+            continue
+        kind, *allowed = rule
+        ok_type = (isinstance(value, str) if kind is str else
+                   isinstance(value, int) and not isinstance(value, bool) if kind is int else
+                   isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+        if not ok_type:
+            raise TintError(f"{source}: bad config in weights file: {key} must be {kind.__name__}, got {value!r}")
+        if len(allowed) == 1 and value not in allowed[0]:
+            raise TintError(f"{source}: bad config in weights file: {key} must be one of "
+                            f"{', '.join(map(str, allowed[0]))}, got {value!r}")
+        if len(allowed) == 2 and not allowed[0] <= value <= allowed[1]:
+            raise TintError(f"{source}: bad config in weights file: {key} must be in "
+                            f"{allowed[0]:g}..{allowed[1]:g}, got {value!r}")
+    try:
+        return ColorizerConfig.from_dict(raw)
+    except (ValueError, TypeError) as e:
+        raise TintError(f"{source}: bad config in weights file: {e}") from None
 
 
 def read_header(path) -> tuple[ColorizerConfig, dict]:
@@ -91,11 +124,13 @@ def read_header(path) -> tuple[ColorizerConfig, dict]:
         raise TintError(f"{path}: not a tint weights file (no '{FORMAT}' config inside; "
                         f"convert foreign weights with 'tint convert')")
     try:
-        config = ColorizerConfig.from_dict(json.loads(md["config"]))
+        raw = json.loads(md["config"])
         meta = json.loads(md.get("meta", "{}"))
-    except (ValueError, TypeError) as e:
+    except ValueError as e:
         raise TintError(f"{path}: bad config in weights file: {e}") from None
-    return config, meta
+    if not isinstance(meta, dict):
+        raise TintError(f"{path}: bad metadata in weights file: expected an object")
+    return validate_config(raw, str(path)), meta
 
 
 def load_state(model: torch.nn.Module, tensors: dict, source: str) -> None:
@@ -115,7 +150,8 @@ def load_state(model: torch.nn.Module, tensors: dict, source: str) -> None:
 
 
 def load_weights(path, device="cpu", dtype=torch.float32) -> tuple[Colorizer, dict]:
-    """Rebuild the model stored in ``path``; returns (model in eval mode, meta)."""
+    """Rebuild the model stored in ``path``; returns (model in eval mode, meta).
+    The config is validated (``validate_config``) before the model is built."""
     from safetensors.torch import load_file
     config, meta = read_header(path)
     model = Colorizer(config)
