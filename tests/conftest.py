@@ -92,3 +92,16 @@ def run_limited(args, *, mb: int = MEMORY_LIMIT_MB, timeout: float = 120, **kw):
     import subprocess
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=limited_env(),
                           preexec_fn=lambda: set_memory_limit(mb), cwd=str(REPO), **kw)
+
+
+def served_url(proc, timeout: float = 60) -> str:
+    """The http://127.0.0.1:PORT a `tint serve` subprocess (stderr piped, text) prints."""
+    import re
+    import time
+    line, deadline = "", time.monotonic() + timeout
+    while "open http" not in line and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        assert line or proc.poll() is None, "server exited early"
+    m = re.search(r"open (http://127\.0\.0\.1:\d+)/", line)
+    assert m, line
+    return m.group(1)

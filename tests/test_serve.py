@@ -20,6 +20,7 @@ import tint  # noqa: E402
 from tint.errors import TintError  # noqa: E402
 from tint.serve import (BackgroundServer, Limits, bind_socket, create_app,  # noqa: E402
                         exposure_warning, is_loopback)
+from conftest import served_url  # noqa: E402
 
 MAX_BYTES, MAX_PIXELS = 1_000_000, 1_000_000
 API_HEADERS = {"X-Requested-With": "tint-tests"}
@@ -292,16 +293,10 @@ def test_cli_serves_and_stops(tiny_weights):
                           "--size", "32", "--port", "0", "--concurrency", "2"],
                          stderr=subprocess.PIPE, text=True, env=env)
     try:
-        line = ""
-        deadline = time.monotonic() + 60
-        while "open http" not in line and time.monotonic() < deadline:
-            line = p.stderr.readline()
-            assert line or p.poll() is None, "server exited early"
-        m = re.search(r"open (http://127\.0\.0\.1:\d+)/", line)
-        assert m, line
+        url = served_url(p)
         for _ in range(100):
             try:
-                h = httpx.get(m.group(1) + "/api/health", timeout=5).json()
+                h = httpx.get(url + "/api/health", timeout=5).json()
                 break
             except httpx.TransportError:
                 time.sleep(0.1)

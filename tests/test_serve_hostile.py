@@ -20,7 +20,7 @@ pytest.importorskip("starlette")
 import tint  # noqa: E402
 from tint.serve import BackgroundServer, Limits, create_app  # noqa: E402
 
-from conftest import limited_env, set_memory_limit  # noqa: E402
+from conftest import limited_env, served_url, set_memory_limit  # noqa: E402
 
 RAW = {"Content-Type": "application/octet-stream"}
 
@@ -247,12 +247,7 @@ def test_tint_serve_under_hostile_load(tmp_path, tiny_weights):
                           "--idle-timeout", "2"],
                          stderr=subprocess.PIPE, text=True, env=limited_env(), preexec_fn=set_memory_limit)
     try:
-        line = ""
-        deadline = time.monotonic() + 60
-        while "open http" not in line and time.monotonic() < deadline:
-            line = p.stderr.readline()
-            assert line or p.poll() is None, "server exited early"
-        url = re.search(r"open (http://127\.0\.0\.1:\d+)/", line).group(1)
+        url = served_url(p)
         results = {}
         slow = [threading.Thread(target=slow_client, args=(url, results, i)) for i in range(4)]
         for t in slow:
