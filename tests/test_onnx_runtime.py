@@ -160,3 +160,19 @@ def test_info_says_which_backend_and_why(tiny_weights, capsys):
     assert main(["info", "--device", "cpu", "--weights", str(tiny_weights)]) == 0
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("backend")]
     assert len(line) == 1 and "onnx: auto on a CPU" in line[0] and "threads" in line[0]
+
+
+def test_bench_cpu_smoke(tmp_path, capsys):
+    """``tint bench --device cpu``: both bundled models, eager vs onnx, one table + JSON."""
+    import json
+    from tint.cli import main
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--device", "cpu", "--inputs", "32,48x32", "--size", "32", "--quick",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert {(r["model"], r["input"]) for r in res["rows"]} == {
+        (m, i) for m in ("default", "2026-11-22") for i in ("32", "48x32")}
+    for r in res["rows"]:
+        assert r["eager"]["path"]["median_ms"] > 0 and r["onnx"]["network"]["median_ms"] > 0
+        assert r["ratio_path"] > 0 and r["threads"]["onnx"] == r["threads"]["torch"]
+    assert "x path" in capsys.readouterr().out
