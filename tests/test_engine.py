@@ -303,13 +303,16 @@ def test_gpu_frame_pipeline_stream_and_pinned(tiny_weights):
 
 
 # --------------------------------------------------------------------------- bench (CPU smoke)
-def test_bench_cpu_smoke(tmp_path, capsys):
+def test_bench_variants_cpu_smoke(tmp_path, capsys):
+    """The GPU bench's code on a CPU (``tint bench --device cpu`` is tint.bench_cpu instead)."""
     import json
-    from tint.cli import main
+    from tint.bench import run_variants
+    from tint.cli import build_parser
     out = tmp_path / "bench.json"
-    rc = main(["bench", "--device", "cpu", "--inputs", "16,32x16", "--size", "16", "--max-batch", "2",
-               "--quick", "--backbone", "tiny-darknet", "--output", "bins", "--json", str(out)])
-    assert rc == 0
+    args = build_parser().parse_args(
+        ["bench", "--device", "cpu", "--inputs", "16,32x16", "--size", "16", "--max-batch", "2",
+         "--quick", "--backbone", "tiny-darknet", "--output", "bins", "--json", str(out)])
+    assert run_variants(args) == 0
     res = json.loads(out.read_text())
     assert {r["variant"] for r in res["rows"]} == {"eager-fp32", "engine"}
     assert all(r["throughput"]["best_ips"] > 0 for r in res["rows"])

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from .color import gray_to_lightness, lab_to_rgb, rgb_to_lightness
 from .errors import TintError
 from .model import working_shape
+from .onnx_runtime import BACKENDS, cpu_network, import_ort, weights_key
 from .pixels import FLOAT_SLACK, check_pixels, check_saturation, check_size
 from .weights import load_weights, resolve
 
@@ -149,14 +150,21 @@ class Runner:
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, *, device="auto",
-                 size: int | None = None, precision: str = "auto", saturation: float = 1.0):
+                 size: int | None = None, precision: str = "auto", saturation: float = 1.0,
+                 backend: str = "auto"):
         # Arguments first: a typo should not cost a model load.
         if size is not None:
             size = check_size(size)
         self.saturation = check_saturation(saturation)
         if precision not in ("auto", "fp32", "fp16", "bf16"):
             raise TintError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+        if backend not in BACKENDS:
+            raise TintError(f"backend must be {', '.join(BACKENDS)}, got {backend!r}")
         self.device = pick_device(device)
+        if backend == "onnx":
+            if self.device.type != "cpu":
+                raise TintError("the onnx backend runs on the CPU only (use --device cpu)")
+            import_ort()                          # missing: a TintError naming the extra
         self.weights_path = resolve(weights)
         self.model, self.meta = load_weights(self.weights_path, device=self.device)
         self.config = self.model.config
@@ -164,17 +172,27 @@ class Runner:
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "fp32"
         self.precision = precision
+        self.backend, self.backend_reason = backend, ""       # the one chosen, and why (below)
         self._network = self._build_network()
         self._lock = threading.Lock()
 
     def _build_network(self):
-        """The callable L_work -> ab.  On CUDA the engine (fp16, folded BN, graphs) runs it."""
+        """The callable L_work -> ab.  On CUDA the engine (fp16, folded BN, graphs) runs it;
+        on a CPU ONNX Runtime when it is installed (tint.onnx_runtime), else eager PyTorch."""
+        if self.device.type == "cpu":
+            net, self.backend, self.backend_reason = cpu_network(
+                self.model, self.backend, self.precision, key=weights_key(self.weights_path))
+            if net is not None:
+                return net
+        else:
+            self.backend, self.backend_reason = "eager", f"on {self.device.type}"
         if self.device.type == "cuda":
             try:
                 from .engine import prepare
             except ImportError:
                 prepare = None
             if prepare is not None:
+                self.backend, self.backend_reason = "engine", "on CUDA: tint.engine"
                 return prepare(self.model, precision=self.precision)
         if self.precision == "fp32":
             return self.model

@@ -1,5 +1,8 @@
 """``tint bench``: one network, one set of weights, four ways of running it, one table.
 
+On a CPU (``--device cpu``, or no CUDA) it is tint.bench_cpu instead: eager fp32 vs
+ONNX Runtime for both bundled models.  On a GPU:
+
     eager-fp32      the model as a user would port it: fp32, NCHW, PyTorch ops
     eager-fp16      the same in fp16 channels_last
     compiled        torch.compile(mode="max-autotune") of the fp16 channels_last path
@@ -44,8 +47,9 @@ def add_arguments(p):
                    help="random-weight model to bench when no --weights is given (default vgg16)")
     p.add_argument("--output", choices=["ab", "bins"], default="ab",
                    help="head of the random-weight model: regression or Q-bin classification")
-    p.add_argument("--inputs", default="224,512,1080p,4k",
-                   help="comma list of 224, 512, 1080p, 4k or WxH (default: all four)")
+    p.add_argument("--inputs", default=None,
+                   help="comma list of 224, 512, 1080p, 4k or WxH (default: all four on a GPU; "
+                        "256,320x240,1080p on a CPU)")
     p.add_argument("--max-batch", type=int, default=64, help="largest batch tried for throughput")
     p.add_argument("--compile", default="512", dest="compile_inputs",
                    help="inputs that get the torch.compile variant: comma list, 'all' or 'none' "
@@ -62,6 +66,8 @@ def add_arguments(p):
     p.add_argument("--profile", default=None, metavar="DIR",
                    help="also write a torch.profiler kernel table of the engine at 512 and 4K to DIR")
     p.add_argument("--quick", action="store_true", help="shorter timings (smoke test)")
+    p.add_argument("--repeats", type=int, default=7,
+                   help="CPU mode: timed eager/onnx pairs per measurement, after 2 warm-ups (default 7)")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -243,12 +249,23 @@ def eager_fp16_net(model, device):
 
 # --------------------------------------------------------------------------- bench
 def run(args) -> int:
+    """``tint bench``: the variants below on a GPU; on a CPU eager vs ONNX Runtime (bench_cpu)."""
+    from .api import pick_device
+    if pick_device(args.device).type == "cpu":
+        from .bench_cpu import run_cpu
+        return run_cpu(args)
+    return run_variants(args)
+
+
+def run_variants(args) -> int:
+    """eager-fp32 / eager-fp16 / compiled / engine on args.device (a CPU runs the fp32 two)."""
     from .api import pick_device
     from .engine import Engine, FramePipeline
     from .model import working_shape
     from .weights import load_weights, resolve
 
     device = pick_device(args.device)
+    args.inputs = args.inputs or "224,512,1080p,4k"
     t_start = time.perf_counter()
     over = lambda: time.perf_counter() - t_start > args.budget   # noqa: E731
     inputs = parse_inputs(args.inputs)

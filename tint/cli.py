@@ -19,7 +19,7 @@ COMMANDS = {
     "convert": ("tint.importers", "import Keras .h5, TF.js or PyTorch weights into tint's format", False),
     "train":   ("tint.train", "train a colorization model on folders of color photos", False),
     "eval":    ("tint.evaluate", "measure PSNR/SSIM/colorfulness/FID on photos with ground truth", True),
-    "bench":   ("tint.bench", "GPU benchmark: eager vs compiled vs tint engine", True),
+    "bench":   ("tint.bench", "benchmark: GPU eager vs compiled vs engine; CPU eager vs ONNX Runtime", True),
     "video":   ("tint.video", "colorize a video file, audio kept", True),
     "camera":  ("tint.camera", "colorize a live camera (or a video file as a live source)", True),
     "serve":   ("tint.serve", "local web page and HTTP API", True),

@@ -370,11 +370,24 @@ def run_info(args) -> int:
                  ("config", ", ".join(f"{k}={v}" for k, v in config.to_dict().items())),
                  *_meta_rows(meta),
                  ("parameters", f"{params:,}"),
-                 ("working size", str(args.size or config.size))]
+                 ("working size", str(args.size or config.size)),
+                 _backend_row(device, path)]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     return 0
+
+
+def _backend_row(device, path) -> tuple[str, str]:
+    """The runtime every command runs this model with on this device, and why: on a CPU
+    the real choice (the in-memory ONNX export is made and checked, a few seconds)."""
+    if device.type == "cuda":
+        return "backend", "engine (tint.engine: folded BN, fused kernels, CUDA graphs) on CUDA"
+    from .onnx_runtime import cpu_network, weights_key
+    from .weights import load_weights
+    model, _ = load_weights(path)
+    _, backend, why = cpu_network(model, "auto", "fp32", key=weights_key(path))
+    return "backend", f"{backend}: {why}"
 
 
 def _meta_rows(meta: dict) -> list[tuple[str, str]]:
