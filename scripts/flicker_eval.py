@@ -18,7 +18,12 @@ Metrics, over consecutive frames (t-1, t):
   (22 x 22 bins over [-110, 110]) of consecutive frames, averaged; 0 = identical.
 * the same warp error on the (a, b) channels only, in Lab units (the outputs share the
   input's lightness, so colour is where they differ);
-* mean chroma sqrt(a^2 + b^2), to show stabilizing does not simply wash the colour out.
+* mean chroma sqrt(a^2 + b^2), to show stabilizing does not simply wash the colour out;
+* static-pixel flicker: the mean chroma change |dCb| + |dCr| (8-bit Y'CbCr codes, 4:2:0,
+  BT.601) between consecutive frames over the pixels whose luma changes by less than 2
+  codes (``static_flicker``): where nothing moves, a real colour film's chroma barely
+  changes, so this is the flicker a viewer sees, with no flow in the way.  Compare it with
+  the ground truth's (``scripts/flicker_bench.py`` does, over several clips).
 
 A random-weight network gives a nearly constant colour (nothing to stabilize), so by
 default the run is repeated with smooth random chroma noise added to the network's
@@ -120,6 +125,44 @@ def chroma_warp_error(video: np.ndarray, motion) -> float:
         errs.append(float((d * mask).sum() / max(mask.sum(), 1)))
         prev = cur
     return float(np.mean(errs))
+
+
+STATIC_LUMA = 2          # luma change (8-bit codes) under which a pixel counts as static
+
+
+def static_flicker(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, mask_y: np.ndarray | None = None,
+                   threshold: float = STATIC_LUMA) -> tuple[float, float]:
+    """(static-pixel flicker, fraction of chroma samples that are static).
+
+    ``y`` (T, H, W) and ``cb``, ``cr`` (T, H/k, W/k) uint8 planes (k = 2 for 4:2:0, 1 for
+    4:4:4).  Static: a chroma sample whose k x k block of luma changes by less than
+    ``threshold`` codes at every pixel from frame t-1 to t, in ``mask_y`` (default ``y``;
+    pass the reference film's luma to score every output on the same pixels).  Flicker: the
+    mean over those samples and all t >= 1 of |Cb_t - Cb_{t-1}| + |Cr_t - Cr_{t-1}|, codes.
+    """
+    m = y if mask_y is None else mask_y
+    if m.ndim != 3 or cb.shape != cr.shape or cb.shape[0] != m.shape[0] or len(m) < 2:
+        raise ValueError(f"expected (T >= 2, H, W) planes, got {m.shape}, {cb.shape}, {cr.shape}")
+    k = m.shape[1] // cb.shape[1]
+    dy = np.abs(np.diff(m.astype(np.int16), axis=0))                           # (T-1, H, W)
+    T1, H, W = dy.shape
+    h, w = cb.shape[1:]
+    dy = dy[:, :h * k, :w * k].reshape(T1, h, k, w, k).max((2, 4))             # worst pixel of each block
+    static = dy < threshold
+    dc = (np.abs(np.diff(cb.astype(np.int16), axis=0)) + np.abs(np.diff(cr.astype(np.int16), axis=0)))
+    n = static.sum()
+    return (float((dc * static).sum() / n) if n else 0.0), float(static.mean())
+
+
+def yuv_planes(rgb: np.ndarray, matrix: str = "bt601") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 RGB frames (T, H, W, 3), even sides -> the Y, Cb, Cr planes ``tint video`` writes
+    (limited range, 4:2:0): (T, H, W), (T, H/2, W/2) twice."""
+    from tint.video import rgb_to_yuv
+    T, H, W, _ = rgb.shape
+    packed = rgb_to_yuv(torch.from_numpy(np.ascontiguousarray(rgb)), matrix, True).numpy()
+    c = (H // 2) * (W // 2)
+    return (packed[:, :H * W].reshape(T, H, W), packed[:, H * W:H * W + c].reshape(T, H // 2, W // 2),
+            packed[:, H * W + c:].reshape(T, H // 2, W // 2))
 
 
 def chroma_stats(video: np.ndarray) -> tuple[float, float]:
@@ -231,21 +274,24 @@ def main(argv=None) -> int:
         videos[f"+ flicker {args.inject_flicker:g}, per frame"] = np.concatenate(plain_n)
         videos[f"+ flicker {args.inject_flicker:g}, stabilized"] = np.concatenate(steady_n)
     results = {}
+    ref_y = yuv_planes(color[:, :color.shape[1] // 2 * 2, :color.shape[2] // 2 * 2])[0]
     for name, v in videos.items():
         ew, ea = warp_error(v, motion)
         hd, ch = chroma_stats(v)
+        y, cb, cr = yuv_planes(v[:, :ref_y.shape[1], :ref_y.shape[2]])
         results[name] = {"warp_error_lai": ew, "warp_abs": ea, "chroma_warp_error": chroma_warp_error(v, motion),
-                         "ab_hist_distance": hd, "mean_chroma": ch}
+                         "ab_hist_distance": hd, "mean_chroma": ch,
+                         "static_flicker": static_flicker(y, cb, cr, mask_y=ref_y)[0]}
     meta = {"clip": args.video.name, "frames": int(len(color)), "seconds": args.seconds, "start": args.start,
             "weights": str(args.weights or "random tiny-darknet (seed 0)"), "device": str(runner.device),
             "size": runner.size if args.size is None else args.size, "strength": args.strength,
             "scene_cuts_found": stab.cuts, "flow_seconds": t_flow, "colorize_seconds": t_color,
             "mask_fraction": float(np.mean([m.mean() for _, m in motion]))}
-    print(f"\n| {'':34s} | E_warp (Lai) | masked abs | ab warp err | ab-hist dist | mean chroma |")
-    print(f"|{'-' * 36}|-------------:|-----------:|------------:|-------------:|------------:|")
+    print(f"\n| {'':34s} | E_warp (Lai) | masked abs | ab warp err | ab-hist dist | mean chroma | static flicker |")
+    print(f"|{'-' * 36}|-------------:|-----------:|------------:|-------------:|------------:|---------------:|")
     for name, r in results.items():
         print(f"| {name:34s} | {r['warp_error_lai']:12.5f} | {r['warp_abs']:10.4f} | {r['chroma_warp_error']:11.3f} "
-              f"| {r['ab_hist_distance']:12.4f} | {r['mean_chroma']:11.2f} |")
+              f"| {r['ab_hist_distance']:12.4f} | {r['mean_chroma']:11.2f} | {r['static_flicker']:14.3f} |")
     print(f"\nscene cuts found by the stabilizer: {stab.cuts}; pixels kept by the occlusion mask: "
           f"{meta['mask_fraction']:.1%}")
     out = args.json or (Path(os.environ["OUT"]) / "flicker.json" if os.environ.get("OUT") else None)
