@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from tint.stabilize import (ChromaSmoother, ChromaStabilizer, flow, flow_confidence, histogram_distance,
-                            stillness, warp)
+from tint.stabilize import (ChromaSmoother, ChromaStabilizer, CodeHold, flow, flow_confidence,
+                            histogram_distance, stillness, warp)
 
 cv2 = pytest.importorskip("cv2")
 
@@ -309,6 +309,22 @@ class TestChromaSmoother:
             ChromaSmoother(lookahead=-1)
 
 
+class TestCodeHold:
+    def test_small_moves_hold_exactly_big_ones_pass(self):
+        codes = torch.tensor([[100, 50, 200], [101, 50, 190], [102, 49, 191], [103, 52, 191]], dtype=torch.uint8)
+        hold = CodeHold(1)
+        out = torch.cat((hold(codes[:2]), hold(codes[2:])))              # state carries across calls
+        assert out.tolist() == [[100, 50, 200], [100, 50, 190], [102, 50, 190], [102, 52, 190]]
+        assert (out.short() - codes.short()).abs().max() <= 1           # never further than the threshold
+        torch.testing.assert_close(CodeHold(0)(codes), codes)
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError):
+            CodeHold(-1)
+        with pytest.raises(ValueError):
+            CodeHold()(torch.zeros(2, 3))
+
+
 @pytest.mark.gpu
 def test_filters_on_the_gpu_match_the_cpu_and_never_sync():
     """Same frames on cuda as on the CPU, and no host sync anywhere in push/flush
@@ -325,8 +341,10 @@ def test_filters_on_the_gpu_match_the_cpu_and_never_sync():
         while s.pending:
             outs.append(s.flush(3)[0])
         causal = c(abc, Lc)
+        held = CodeHold()(torch.full((4, 64), 128, dtype=torch.uint8, device="cuda"))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     got = torch.cat([o for o in outs if o is not None]).cpu()
     torch.testing.assert_close(got, ref, rtol=1e-3, atol=2e-2)
     torch.testing.assert_close(causal.cpu(), causal_ref, rtol=1e-3, atol=2e-2)
+    assert (held == 128).all()

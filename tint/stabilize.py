@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 
 MEMORY = 32              # frames of the past a tracked pixel's colour is averaged over
-LOOKAHEAD = 16           # frames of the future ``ChromaSmoother`` averages too (its output lag)
+LOOKAHEAD = 24           # frames of the future ``ChromaSmoother`` averages too (its output lag)
 STILL_RADIUS = 2         # 5 x 5 window of the stillness test
 STILL_DEADZONE = 1.0     # grey levels of local mean change taken for grain and noise
 STILL_SIGMA = 3.0        # grey levels: how fast trust in "nothing moved" falls past the dead zone
@@ -385,3 +385,41 @@ class ChromaSmoother:
         payloads = [f[6] for f in fr[:m]]
         del self._frames[:m]
         return out, payloads
+
+
+class CodeHold:
+    """Temporal hysteresis on 8-bit codes (the output's Cb and Cr planes): a code within
+    ``threshold`` of the previous output frame's code keeps that code, bit for bit.
+
+    The running means above leave a still pixel's chroma moving by a fraction of a code,
+    which rounding turns into +-1 flips, and its lightness (grain) moves Cb/Cr a little
+    too.  x264 codes every such flip and its chroma residual adds flicker of its own; given
+    exact repeats it codes nothing there.  The error is at most ``threshold`` codes.
+
+    ``hold(codes)``: uint8 (B, n) codes of B consecutive frames, any device -> the same,
+    held; stateful across calls (feed frames in order); ``reset()`` forgets.
+    """
+
+    def __init__(self, threshold: int = 1):
+        if int(threshold) != threshold or threshold < 0:
+            raise ValueError(f"threshold must be a whole number of codes >= 0, got {threshold}")
+        self.threshold = int(threshold)
+        self.prev: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.prev = None
+
+    @torch.no_grad()
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        if codes.dim() != 2 or codes.dtype != torch.uint8:
+            raise ValueError(f"expected uint8 codes (B, n), got {codes.dtype} {tuple(codes.shape)}")
+        if self.prev is not None and self.prev.shape != codes.shape[1:]:
+            self.reset()
+        out, prev = [], self.prev
+        for c in codes:
+            if prev is not None and self.threshold:
+                c = torch.where((c.short() - prev.short()).abs() <= self.threshold, prev, c)
+            out.append(c)
+            prev = c
+        self.prev = prev
+        return torch.stack(out)
