@@ -179,14 +179,59 @@ class CachedRunner:
         return self._cached("chroma", L_work, self.runner.chroma)
 
 
+class CachedMotion:
+    """``tint.stabilize.motion`` computed once per clip for all variants (they see the same
+    lightness): the flow is most of a filter's CPU time and the same for every setting."""
+
+    def __init__(self):
+        import tint.stabilize as S
+        self.module, self.real, self.cache = S, S.motion, {}
+
+    def __enter__(self):
+        def cached(cur, prev, *a, **kw):
+            k = (hashlib.sha1(cur.detach().cpu().numpy().tobytes() + prev.detach().cpu().numpy().tobytes()).hexdigest(),
+                 a, tuple(sorted(kw.items())))
+            if k not in self.cache:
+                self.cache[k] = self.real(cur, prev, *a, **kw)
+            m = self.cache[k]
+            return type(m)(**{f: getattr(m, f).clone() for f in m.__dataclass_fields__})
+        self.module.motion = cached
+        return self
+
+    def __exit__(self, *exc):
+        self.module.motion = self.real
+        self.cache.clear()
+
+
 def variants() -> dict:
     """name -> f(runner, layout, size) -> a ``colorize_video`` step.  ``off`` is the
-    per-frame colorization the others are compared with."""
+    per-frame colorization the others are compared with; ``causal`` is the camera's filter
+    (no lookahead); ``default`` is what ``tint video`` runs."""
     from tint.video import FrameColorizer
     return {
         "off": lambda r, lay, size: FrameColorizer(r, lay, size=size, stabilize=False),
-        "default": lambda r, lay, size: FrameColorizer(r, lay, size=size, stabilize=True),
+        "causal": lambda r, lay, size: FrameColorizer(r, lay, size=size, lookahead=0),
+        "default": lambda r, lay, size: FrameColorizer(r, lay, size=size),
     }
+
+
+def custom_variant(name: str):
+    """'m<memory>l<lookahead>[h<hold>]' (e.g. m64l24, m32l24h0): the filter with other
+    settings, for tuning (h: ``CodeHold`` threshold, default 1; h0: no hold)."""
+    import re
+    from tint.stabilize import ChromaSmoother, ChromaStabilizer, CodeHold
+    from tint.video import FrameColorizer
+    got = re.fullmatch(r"m(\d+)l(\d+)(?:h(\d+))?", name)
+    if not got:
+        return None
+    memory, lookahead, hold = int(got[1]), int(got[2]), int(got[3] or 1)
+
+    def make(r, lay, size):
+        step = FrameColorizer(r, lay, size=size, lookahead=lookahead)
+        step.stabilizer = (ChromaSmoother(memory, lookahead) if lookahead else ChromaStabilizer(memory))
+        step.hold = CodeHold(hold) if hold else None
+        return step
+    return make
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -233,7 +278,8 @@ def main(argv=None) -> int:
                     help="film segments (seconds); '' for none")
     ap.add_argument("--synthetic", default=",".join(s[0] for s in SYNTHETIC), help="synthetic clips; '' for none")
     ap.add_argument("--variants", default=None,
-                    help="comma-separated: off, default (default: all; 'off' is always run)")
+                    help="comma-separated: off, causal, default, or m<memory>l<lookahead>[h<hold>] such as "
+                         "m64l24 or m32l24h0 (default: off,causal,default; 'off' is always run)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=None,
                     help="keep the network's chroma in this folder between runs (for trying filters)")
@@ -252,6 +298,7 @@ def main(argv=None) -> int:
     runner = CachedRunner(tint.load(args.weights, device=args.device), args.cache)
     table = variants()
     names = list(table) if args.variants is None else ["off"] + [v for v in args.variants.split(",") if v and v != "off"]
+    table.update({n: custom_variant(n) for n in names if n not in table and custom_variant(n)})
     unknown = [n for n in names if n not in table]
     if unknown:
         print(f"flicker_bench: unknown variant(s) {unknown}; known: {', '.join(table)}", file=sys.stderr)
@@ -285,9 +332,10 @@ def main(argv=None) -> int:
                "reference": {"flicker": ref_fl, "mean_chroma": float(lab[:, 1:].square().sum(1).sqrt().mean()),
                              "warp_error_lai": warp_error(ref[3], motion)[0],
                              "colorfulness": float(np.mean([colorfulness(o) for o in ref[3]]))}}
-        for name in names:
-            row[name] = run_variant(table[name], runner, layout, args, gray_path, work / f"{clip.name}_{name}.mp4",
-                                    ref, motion, ref_fl, row["reference"]["mean_chroma"])
+        with CachedMotion():
+            for name in names:
+                row[name] = run_variant(table[name], runner, layout, args, gray_path, work / f"{clip.name}_{name}.mp4",
+                                        ref, motion, ref_fl, row["reference"]["mean_chroma"])
         for name in names:
             row[name]["dpsnr"] = row[name]["psnr"] - row["off"]["psnr"]
             row[name]["dcolorfulness"] = row[name]["colorfulness"] - row["off"]["colorfulness"]
