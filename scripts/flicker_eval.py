@@ -3,9 +3,11 @@
     python scripts/flicker_eval.py [--weights W.safetensors] [--start 10 --seconds 10] [--device cpu]
 
 The clip (default: ../shared/data/video/big_buck_bunny_640x360_60s.mp4) is decoded, its
-colour frames kept as ground truth and its luma used as the black-and-white input.  Both
-variants run through ``tint.video.colorize_frames`` (the network once; the stabilized
-variant replays the same chroma so the comparison isolates the stabilizer).
+colour frames kept as ground truth and its luma used as the black-and-white input.  The
+network runs once (``tint.video.colorize_frames``); the filtered variants replay the same
+chroma, so the comparison isolates the temporal filter: the causal one of ``tint camera``
+(``ChromaStabilizer``) and the two-sided one ``tint video`` runs (``ChromaSmoother``).
+For several clips against their colour originals in one run, see scripts/flicker_bench.py.
 
 Metrics, over consecutive frames (t-1, t):
 
@@ -18,7 +20,12 @@ Metrics, over consecutive frames (t-1, t):
   (22 x 22 bins over [-110, 110]) of consecutive frames, averaged; 0 = identical.
 * the same warp error on the (a, b) channels only, in Lab units (the outputs share the
   input's lightness, so colour is where they differ);
-* mean chroma sqrt(a^2 + b^2), to show stabilizing does not simply wash the colour out.
+* mean chroma sqrt(a^2 + b^2), to show stabilizing does not simply wash the colour out;
+* static-pixel flicker: the mean chroma change |dCb| + |dCr| (8-bit Y'CbCr codes, 4:2:0,
+  BT.601) between consecutive frames over the pixels whose luma changes by less than 2
+  codes (``static_flicker``): where nothing moves, a real colour film's chroma barely
+  changes, so this is the flicker a viewer sees, with no flow in the way.  Compare it with
+  the ground truth's (``scripts/flicker_bench.py`` does, over several clips).
 
 A random-weight network gives a nearly constant colour (nothing to stabilize), so by
 default the run is repeated with smooth random chroma noise added to the network's
@@ -122,6 +129,44 @@ def chroma_warp_error(video: np.ndarray, motion) -> float:
     return float(np.mean(errs))
 
 
+STATIC_LUMA = 2          # luma change (8-bit codes) under which a pixel counts as static
+
+
+def static_flicker(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, mask_y: np.ndarray | None = None,
+                   threshold: float = STATIC_LUMA) -> tuple[float, float]:
+    """(static-pixel flicker, fraction of chroma samples that are static).
+
+    ``y`` (T, H, W) and ``cb``, ``cr`` (T, H/k, W/k) uint8 planes (k = 2 for 4:2:0, 1 for
+    4:4:4).  Static: a chroma sample whose k x k block of luma changes by less than
+    ``threshold`` codes at every pixel from frame t-1 to t, in ``mask_y`` (default ``y``;
+    pass the reference film's luma to score every output on the same pixels).  Flicker: the
+    mean over those samples and all t >= 1 of |Cb_t - Cb_{t-1}| + |Cr_t - Cr_{t-1}|, codes.
+    """
+    m = y if mask_y is None else mask_y
+    if m.ndim != 3 or cb.shape != cr.shape or cb.shape[0] != m.shape[0] or len(m) < 2:
+        raise ValueError(f"expected (T >= 2, H, W) planes, got {m.shape}, {cb.shape}, {cr.shape}")
+    k = m.shape[1] // cb.shape[1]
+    dy = np.abs(np.diff(m.astype(np.int16), axis=0))                           # (T-1, H, W)
+    T1, H, W = dy.shape
+    h, w = cb.shape[1:]
+    dy = dy[:, :h * k, :w * k].reshape(T1, h, k, w, k).max((2, 4))             # worst pixel of each block
+    static = dy < threshold
+    dc = (np.abs(np.diff(cb.astype(np.int16), axis=0)) + np.abs(np.diff(cr.astype(np.int16), axis=0)))
+    n = static.sum()
+    return (float((dc * static).sum() / n) if n else 0.0), float(static.mean())
+
+
+def yuv_planes(rgb: np.ndarray, matrix: str = "bt601") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 RGB frames (T, H, W, 3), even sides -> the Y, Cb, Cr planes ``tint video`` writes
+    (limited range, 4:2:0): (T, H, W), (T, H/2, W/2) twice."""
+    from tint.video import rgb_to_yuv
+    T, H, W, _ = rgb.shape
+    packed = rgb_to_yuv(torch.from_numpy(np.ascontiguousarray(rgb)), matrix, True).numpy()
+    c = (H // 2) * (W // 2)
+    return (packed[:, :H * W].reshape(T, H, W), packed[:, H * W:H * W + c].reshape(T, H // 2, W // 2),
+            packed[:, H * W + c:].reshape(T, H // 2, W // 2))
+
+
 def chroma_stats(video: np.ndarray) -> tuple[float, float]:
     """(mean histogram distance between consecutive frames' (a, b), mean chroma)."""
     from tint.color import rgb_to_lab
@@ -155,14 +200,39 @@ class _Replay:
 
 class _Recorder:
     def __init__(self, runner):
-        self.runner, self.device, self.ab = runner, runner.device, None
+        self.runner, self.device, self.ab, self.L = runner, runner.device, None, None
 
     def working_shape(self, *a):
         return self.runner.working_shape(*a)
 
     def chroma(self, L_work):
-        self.ab = self.runner.chroma(L_work)
+        self.ab, self.L = self.runner.chroma(L_work), L_work
         return self.ab
+
+
+class _TwoSided:
+    """``tint video``'s default filter (``ChromaSmoother``) on replayed chroma: frames come
+    out ``lookahead`` frames late and are joined with their own lightness by the ops of
+    ``colorize_frames``."""
+
+    def __init__(self, memory: int, lookahead: int):
+        from tint.stabilize import ChromaSmoother
+        self.smoother, self.done = ChromaSmoother(memory, lookahead), []
+
+    def _join(self, ab, frames):
+        from tint.api import join_chroma
+        from tint.color import rgb_to_lightness
+        if ab is not None:
+            x = torch.from_numpy(np.stack(frames)).to(ab.device).permute(0, 3, 1, 2).float() / 255.0
+            rgb = join_chroma(rgb_to_lightness(x), ab.to(x.device))
+            self.done.append((rgb * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+
+    def add(self, frames: np.ndarray, ab: torch.Tensor, L_work: torch.Tensor) -> None:
+        self._join(*self.smoother.push(ab, L_work.to(ab.device), frames))
+
+    def finish(self) -> np.ndarray:
+        self._join(*self.smoother.flush())
+        return np.concatenate(self.done)
 
 
 def random_weights(path: Path) -> Path:
@@ -183,7 +253,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--strength", type=float, default=0.85)
+    ap.add_argument("--memory", type=int, default=None, help="temporal filter memory, frames (default: tint's)")
+    ap.add_argument("--lookahead", type=int, default=None, help="its lookahead, frames (default: tint video's)")
     ap.add_argument("--inject-flicker", type=float, default=8.0,
                     help="also run with this much smooth random chroma noise (Lab units) added per frame "
                          "to the network's output: a stand-in for a flickery model (0: skip)")
@@ -191,11 +262,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import tint
-    from tint.stabilize import ChromaStabilizer
+    from tint.stabilize import LOOKAHEAD, MEMORY, ChromaStabilizer
     from tint.video import colorize_frames
     if not args.video.is_file():
         print(f"flicker_eval: {args.video}: no such file", file=sys.stderr)
         return 2
+    memory = MEMORY if args.memory is None else args.memory
+    lookahead = LOOKAHEAD if args.lookahead is None else args.lookahead
     tmp = tempfile.TemporaryDirectory()
     weights = args.weights or random_weights(Path(tmp.name) / "random.safetensors")
     runner = tint.load(weights, device=args.device)
@@ -207,46 +280,54 @@ def main(argv=None) -> int:
     motion = flows(color)
     t_flow = time.perf_counter() - t0
     rec, replay = _Recorder(runner), _Replay(runner)
-    stab, stab_n = ChromaStabilizer(strength=args.strength), ChromaStabilizer(strength=args.strength)
+    causal, causal_n = ChromaStabilizer(memory), ChromaStabilizer(memory)
+    steady, steady_n = _TwoSided(memory, lookahead), _TwoSided(memory, lookahead)
     gen = torch.Generator().manual_seed(0)
-    plain, steady, plain_n, steady_n = [], [], [], []
+    plain, cam, plain_n, cam_n = [], [], [], []
     t0 = time.perf_counter()
     for i in range(0, len(gray), args.batch):
         batch = gray[i:i + args.batch]
         plain.append(colorize_frames(rec, batch, size=args.size))
-        ab = rec.ab
+        ab, L_work = rec.ab, rec.L
         replay.ab = ab
-        steady.append(colorize_frames(replay, batch, size=args.size, stabilizer=stab))
+        cam.append(colorize_frames(replay, batch, size=args.size, stabilizer=causal))
+        steady.add(batch, ab, L_work)
         if args.inject_flicker > 0:
             B, _, h, w = ab.shape                      # smooth noise: 1/8-scale field, upsampled
             noise = torch.randn(B, 2, max(1, h // 8), max(1, w // 8), generator=gen) * args.inject_flicker
             replay.ab = ab + torch.nn.functional.interpolate(noise, size=(h, w), mode="bilinear").to(ab.device)
             plain_n.append(colorize_frames(replay, batch, size=args.size))
-            steady_n.append(colorize_frames(replay, batch, size=args.size, stabilizer=stab_n))
+            cam_n.append(colorize_frames(replay, batch, size=args.size, stabilizer=causal_n))
+            steady_n.add(batch, replay.ab, L_work)
     t_color = time.perf_counter() - t0
     videos = {"ground truth (colour)": color, "gray input": gray,
               "tint, per frame (--no-stabilize)": np.concatenate(plain),
-              "tint, stabilized (default)": np.concatenate(steady)}
+              "tint, causal (camera)": np.concatenate(cam),
+              "tint, two-sided (video default)": steady.finish()}
     if args.inject_flicker > 0:
         videos[f"+ flicker {args.inject_flicker:g}, per frame"] = np.concatenate(plain_n)
-        videos[f"+ flicker {args.inject_flicker:g}, stabilized"] = np.concatenate(steady_n)
+        videos[f"+ flicker {args.inject_flicker:g}, causal"] = np.concatenate(cam_n)
+        videos[f"+ flicker {args.inject_flicker:g}, two-sided"] = steady_n.finish()
     results = {}
+    ref_y = yuv_planes(color[:, :color.shape[1] // 2 * 2, :color.shape[2] // 2 * 2])[0]
     for name, v in videos.items():
         ew, ea = warp_error(v, motion)
         hd, ch = chroma_stats(v)
+        y, cb, cr = yuv_planes(v[:, :ref_y.shape[1], :ref_y.shape[2]])
         results[name] = {"warp_error_lai": ew, "warp_abs": ea, "chroma_warp_error": chroma_warp_error(v, motion),
-                         "ab_hist_distance": hd, "mean_chroma": ch}
+                         "ab_hist_distance": hd, "mean_chroma": ch,
+                         "static_flicker": static_flicker(y, cb, cr, mask_y=ref_y)[0]}
     meta = {"clip": args.video.name, "frames": int(len(color)), "seconds": args.seconds, "start": args.start,
             "weights": str(args.weights or "random tiny-darknet (seed 0)"), "device": str(runner.device),
-            "size": runner.size if args.size is None else args.size, "strength": args.strength,
-            "scene_cuts_found": stab.cuts, "flow_seconds": t_flow, "colorize_seconds": t_color,
+            "size": runner.size if args.size is None else args.size, "memory": memory, "lookahead": lookahead,
+            "scene_cuts_found": causal.cuts, "flow_seconds": t_flow, "colorize_seconds": t_color,
             "mask_fraction": float(np.mean([m.mean() for _, m in motion]))}
-    print(f"\n| {'':34s} | E_warp (Lai) | masked abs | ab warp err | ab-hist dist | mean chroma |")
-    print(f"|{'-' * 36}|-------------:|-----------:|------------:|-------------:|------------:|")
+    print(f"\n| {'':34s} | E_warp (Lai) | masked abs | ab warp err | ab-hist dist | mean chroma | static flicker |")
+    print(f"|{'-' * 36}|-------------:|-----------:|------------:|-------------:|------------:|---------------:|")
     for name, r in results.items():
         print(f"| {name:34s} | {r['warp_error_lai']:12.5f} | {r['warp_abs']:10.4f} | {r['chroma_warp_error']:11.3f} "
-              f"| {r['ab_hist_distance']:12.4f} | {r['mean_chroma']:11.2f} |")
-    print(f"\nscene cuts found by the stabilizer: {stab.cuts}; pixels kept by the occlusion mask: "
+              f"| {r['ab_hist_distance']:12.4f} | {r['mean_chroma']:11.2f} | {r['static_flicker']:14.3f} |")
+    print(f"\nscene cuts found by the temporal filter: {causal.cuts}; pixels kept by the occlusion mask: "
           f"{meta['mask_fraction']:.1%}")
     out = args.json or (Path(os.environ["OUT"]) / "flicker.json" if os.environ.get("OUT") else None)
     if out:

@@ -1,9 +1,11 @@
-"""The temporal stabilizer: warp, optical flow, histogram cut test, confidence, blending."""
+"""The temporal filters: warp, optical flow, histogram cut test, confidence, stillness, the causal
+running mean (camera) and the two-sided one (files), on synthetic sequences."""
 import numpy as np
 import pytest
 import torch
 
-from tint.stabilize import ChromaStabilizer, flow, flow_confidence, histogram_distance, warp
+from tint.stabilize import (ChromaSmoother, ChromaStabilizer, CodeHold, flow, flow_confidence,
+                            histogram_distance, stillness, warp)
 
 cv2 = pytest.importorskip("cv2")
 
@@ -86,26 +88,83 @@ def test_histogram_distance():
     assert histogram_distance(torch.cat((a, a)), torch.cat((a, a + 255))).tolist() == [0, 1]
 
 
-class TestChromaStabilizer:
-    def frames(self, n=12, noise=8.0, seed=0):
-        """A static shot: fixed lightness, chroma = a fixed field + per-frame noise (flicker)."""
-        rng = np.random.default_rng(seed)
-        L = torch.from_numpy(texture())[None, None].repeat(n, 1, 1, 1)
-        base = torch.from_numpy(rng.normal(0, 20, (1, 2, 48, 64)).astype(np.float32))
-        ab = base + torch.from_numpy(rng.normal(0, noise, (n, 2, 48, 64)).astype(np.float32))
-        return L, ab
+class TestStillness:
+    def test_grain_on_a_still_picture_is_still(self):
+        L = texture(64, 96, seed=5) * 2.55
+        rng = np.random.default_rng(0)
+        a = torch.from_numpy(L + rng.normal(0, 3, L.shape).astype(np.float32))[None, None]
+        b = torch.from_numpy(L + rng.normal(0, 3, L.shape).astype(np.float32))[None, None]
+        assert (a - b).abs().mean() > 3                                   # every pixel changed
+        assert stillness(a, b).median() > 0.9
 
-    def test_static_shot_flickers_less(self):
-        L, ab = self.frames()
-        out = ChromaStabilizer(strength=0.85)(ab, L)
+    def test_motion_and_brightness_change_are_not(self):
+        L = texture(64, 96, seed=5) * 2.55
+        a = torch.from_numpy(L)[None, None]
+        moved = torch.from_numpy(np.roll(L, 3, axis=1))[None, None]
+        inner = (0, 0, slice(8, -8), slice(8, -8))
+        assert stillness(a, moved)[inner].median() < 0.5
+        assert stillness(a, a + 12).max() < 0.01
+        assert stillness(a, a).min() == 1
+        with pytest.raises(ValueError):
+            stillness(a, moved[..., :-1])
+
+
+def static_shot(n=12, noise=8.0, seed=0, h=48, w=64):
+    """A still shot: fixed lightness, chroma = a fixed field + per-frame noise (flicker)."""
+    rng = np.random.default_rng(seed)
+    L = torch.from_numpy(texture(h, w, seed=seed))[None, None].repeat(n, 1, 1, 1)
+    base = torch.from_numpy(rng.normal(0, 20, (1, 2, h, w)).astype(np.float32))
+    ab = base + torch.from_numpy(rng.normal(0, noise, (n, 2, h, w)).astype(np.float32))
+    return L, ab, base
+
+
+def flicker(x):
+    return (x[1:] - x[:-1]).abs().mean().item()
+
+
+def smooth(s: ChromaSmoother, ab, L, splits, flush_limit=None):
+    """Push ``ab`` in batches of ``splits``, then flush: (chroma of every frame, payloads)."""
+    outs, got, i = [], [], 0
+    for k in splits:
+        o, p = s.push(ab[i:i + k], L[i:i + k], list(range(i, i + k)))
+        i += k
+        if o is not None:
+            outs.append(o)
+            got += p
+    while s.pending:
+        o, p = s.flush(flush_limit)
+        outs.append(o)
+        got += p
+    return torch.cat(outs), got
+
+
+def two_shots(n1=8, n2=8, seed=0):
+    """Two unrelated still shots back to back (a cut before frame n1), each with its own
+    chroma and per-frame noise."""
+    L1, ab1, _ = static_shot(n1, seed=seed)
+    L2, ab2, _ = static_shot(n2, seed=seed + 11)
+    return torch.cat((L1, L2 * 0.3 + 60)), torch.cat((ab1, ab2 + 40))
+
+
+class TestChromaStabilizer:
+    def test_static_shot_with_chroma_noise_comes_out_steady(self):
+        L, ab, base = static_shot(24)
+        out = ChromaStabilizer()(ab, L)
         assert out.shape == ab.shape
         torch.testing.assert_close(out[0], ab[0])                        # nothing to blend with yet
-        before = (ab[1:] - ab[:-1]).abs().mean()
-        after = (out[1:] - out[:-1]).abs().mean()
-        assert after < 0.5 * before
+        assert flicker(out) < 0.25 * flicker(ab)
+        assert flicker(out[12:]) < 0.1 * flicker(ab[12:])                 # the memory has filled
+        assert (out[12:] - base).abs().mean() < 0.3 * (ab[12:] - base).abs().mean()   # the mean, not a wash-out
+        assert out[12:].abs().mean() > 0.9 * base.abs().mean()
+
+    def test_grain_does_not_break_the_memory(self):
+        L, ab, base = static_shot(24)
+        grain = torch.from_numpy(np.random.default_rng(3).normal(0, 1.2, L.shape).astype(np.float32))
+        out = ChromaStabilizer()(ab, L + grain)                           # +-3 grey levels of grain
+        assert flicker(out[12:]) < 0.15 * flicker(ab[12:])
 
     def test_moving_shot_follows_the_motion(self):
-        # the chroma moves with the content: stabilized output stays aligned with it
+        # the chroma moves with the content: filtered output stays aligned with it
         L = texture(48, 96, seed=4)
         rng = np.random.default_rng(0)
         base = np.stack([cv2.GaussianBlur(rng.normal(0, 60, (48, 96)).astype(np.float32), (0, 0), 3.0)
@@ -113,34 +172,179 @@ class TestChromaStabilizer:
         Ls = torch.stack([torch.from_numpy(np.roll(L, t, axis=1))[None] for t in range(8)])
         clean = torch.stack([torch.from_numpy(np.roll(base, t, axis=2)) for t in range(8)])
         noisy = clean + torch.from_numpy(rng.normal(0, 8, clean.shape).astype(np.float32))
-        out = ChromaStabilizer()(noisy, Ls)
         inner = (slice(None), slice(None), slice(8, -8), slice(12, -12))
-        assert (out - clean)[inner][1:].abs().mean() < 0.7 * (noisy - clean)[inner][1:].abs().mean()
+        for out in (ChromaStabilizer()(noisy, Ls), smooth(ChromaSmoother(lookahead=4), noisy, Ls, [8])[0]):
+            assert (out - clean)[inner][1:].abs().mean() < 0.6 * (noisy - clean)[inner][1:].abs().mean()
 
     def test_batches_chain_like_one_call(self):
-        L, ab = self.frames()
+        L, ab, _ = static_shot()
         one = ChromaStabilizer()(ab, L)
         s = ChromaStabilizer()
         two = torch.cat([s(ab[:5], L[:5]), s(ab[5:], L[5:])])
         torch.testing.assert_close(one, two)
 
-    def test_strength_zero_and_cuts_pass_through(self):
-        L, ab = self.frames(4)
-        torch.testing.assert_close(ChromaStabilizer(strength=0.0)(ab, L), ab)
-        L2 = L.clone()
-        L2[2:] = L2[2:] * 0.2 + 75                                         # a cut before frame 2
+    def test_causal_never_looks_ahead(self):
+        L, ab, _ = static_shot(12)
+        other_ab, other_L = ab.clone(), L.clone()
+        other_ab[7:] += 50                                                # a different future ...
+        other_L[7:] = other_L[7:] * 0.5 + 30
+        a, b = ChromaStabilizer()(ab, L), ChromaStabilizer()(other_ab, other_L)   # ... in the same batch
+        torch.testing.assert_close(a[:7], b[:7], rtol=0, atol=0)
+        assert (a[7:] - b[7:]).abs().mean() > 1
+
+    def test_scene_cut_is_not_smeared(self):
+        L, ab = two_shots()
         s = ChromaStabilizer()
-        out = s(ab, L2)
-        torch.testing.assert_close(out[2], ab[2])
+        out = s(ab, L)
         assert s.cuts == 1
+        torch.testing.assert_close(out[8], ab[8])                         # the new shot starts fresh
+        alone = ChromaStabilizer()(ab[8:], L[8:])
+        torch.testing.assert_close(out[8:], alone, rtol=0, atol=1e-5)     # nothing of shot 1 in shot 2
+
+    def test_memory_one_passes_through_and_bad_settings(self):
+        L, ab, _ = static_shot(4)
+        torch.testing.assert_close(ChromaStabilizer(memory=1)(ab, L), ab)
+        for bad in (0, 2.5, -3):
+            with pytest.raises(ValueError):
+                ChromaStabilizer(memory=bad)
         with pytest.raises(ValueError):
-            ChromaStabilizer(strength=1.0)
-        with pytest.raises(ValueError):
-            s(ab, L[:2])
+            ChromaStabilizer()(ab, L[:2])
 
     def test_new_size_starts_over(self):
-        L, ab = self.frames(3)
+        L, ab, _ = static_shot(3)
         s = ChromaStabilizer()
         s(ab, L)
         small_L, small_ab = L[:, :, :24, :32], ab[:, :, :24, :32]
         torch.testing.assert_close(s(small_ab, small_L)[0], small_ab[0])
+
+
+class TestChromaSmoother:
+    def test_static_shot_with_chroma_noise_comes_out_steady(self):
+        L, ab, base = static_shot(32)
+        out, _ = smooth(ChromaSmoother(lookahead=8), ab, L, [8] * 4)
+        causal = ChromaStabilizer()(ab, L)
+        assert flicker(out) < 0.1 * flicker(ab)
+        assert flicker(out) < 0.6 * flicker(causal)                        # the lookahead helps most at the start
+        assert (out - base).abs().mean() < 0.3 * (ab - base).abs().mean()
+        assert out.abs().mean() > 0.9 * base.abs().mean()
+
+    def test_any_batching_gives_the_same_frames(self):
+        L, ab, _ = static_shot(20)
+        ref, order = smooth(ChromaSmoother(lookahead=5), ab, L, [20])
+        assert ref.shape == ab.shape and order == list(range(20))
+        for splits, limit in (([3, 4, 8, 5], None), ([1] * 20, 3), ([7, 13], 1)):
+            got, order = smooth(ChromaSmoother(lookahead=5), ab, L, splits, limit)
+            assert order == list(range(20))
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+    def test_frames_come_out_lookahead_late(self):
+        L, ab, _ = static_shot(12)
+        s = ChromaSmoother(lookahead=5)
+        assert s.push(ab[:4], L[:4]) == (None, [])
+        out, payload = s.push(ab[4:8], L[4:8], "abcd")
+        assert out.shape[0] == 3 and payload == [None, None, None] and s.pending == 5
+        assert s.push(ab[8:12], L[8:12], "efgh")[1] == [None, "a", "b", "c"]
+
+    def test_lookahead_zero_is_the_causal_filter(self):
+        L, ab, _ = static_shot(10)
+        torch.testing.assert_close(smooth(ChromaSmoother(lookahead=0), ab, L, [4, 6])[0],
+                                   ChromaStabilizer()(ab, L), rtol=1e-5, atol=1e-5)
+
+    def test_looks_no_further_than_its_lookahead(self):
+        L, ab, _ = static_shot(16)
+        other_ab = ab.clone()
+        other_ab[10:] += 50
+        a, _ = smooth(ChromaSmoother(lookahead=4), ab, L, [16])
+        b, _ = smooth(ChromaSmoother(lookahead=4), other_ab, L, [16])
+        torch.testing.assert_close(a[:6], b[:6], rtol=0, atol=0)          # frame 5 sees up to frame 9
+        assert (a[6] - b[6]).abs().mean() > 0.5
+
+    def test_scene_cut_is_not_smeared_either_way(self):
+        L, ab = two_shots(10, 10)
+        s = ChromaSmoother(lookahead=6)
+        out, _ = smooth(s, ab, L, [4] * 5)
+        assert s.cuts == 1
+        first, _ = smooth(ChromaSmoother(lookahead=6), ab[:10], L[:10], [10])
+        second, _ = smooth(ChromaSmoother(lookahead=6), ab[10:], L[10:], [10])
+        torch.testing.assert_close(out[:10], first, rtol=0, atol=1e-4)    # nothing of shot 2 in shot 1
+        torch.testing.assert_close(out[10:], second, rtol=0, atol=1e-4)   # nothing of shot 1 in shot 2
+
+    def test_a_moving_object_leaves_no_trail(self):
+        """A bright square with its own colour crosses a still, textured background: the
+        background's colour is back as soon as the square has passed, and not there before."""
+        h, w, T, side = 48, 96, 24, 12
+        bg = texture(h, w, seed=6) * 0.4 + 5                               # dark texture, L 9..37
+        rng = np.random.default_rng(1)
+        Ls, clean = [], []
+        for t in range(T):
+            x0 = 4 + 3 * t
+            L = bg.copy()
+            L[18:18 + side, x0:x0 + side] = 90
+            ab = np.zeros((2, h, w), np.float32)
+            ab[0] = -20                                                    # background: green-ish
+            ab[:, 18:18 + side, x0:x0 + side] = 40                         # square: red-yellow
+            Ls.append(L)
+            clean.append(ab)
+        L = torch.from_numpy(np.stack(Ls))[:, None]
+        clean = torch.from_numpy(np.stack(clean))
+        noisy = clean + torch.from_numpy(rng.normal(0, 4, clean.shape).astype(np.float32))
+        edge = torch.zeros(T, 1, h, w, dtype=torch.bool)                   # 2 px either side of the square's outline
+        for t in range(T):
+            x0 = 4 + 3 * t
+            edge[t, 0, 16:20 + side, x0 - 2:x0 + side + 2] = True
+            edge[t, 0, 20:16 + side, x0 + 2:x0 + side - 2] = False
+        far = ~edge.expand(-1, 2, -1, -1)
+        for out in (ChromaStabilizer()(noisy, L), smooth(ChromaSmoother(lookahead=8), noisy, L, [8] * 3)[0]):
+            err = (out - clean).abs()
+            assert err[far].max() < 20                                     # no trail, no pre-echo (the colours differ by 40-60)
+            assert err[far].mean() < 0.6 * (noisy - clean).abs()[far].mean()
+
+    def test_size_change_needs_a_flush(self):
+        L, ab, _ = static_shot(4)
+        s = ChromaSmoother(lookahead=8)
+        s.push(ab, L)
+        with pytest.raises(ValueError, match="flush"):
+            s.push(ab[:, :, :24, :32], L[:, :, :24, :32])
+        with pytest.raises(ValueError):
+            ChromaSmoother(lookahead=-1)
+
+
+class TestCodeHold:
+    def test_small_moves_hold_exactly_big_ones_pass(self):
+        codes = torch.tensor([[100, 50, 200], [101, 50, 190], [102, 49, 191], [103, 52, 191]], dtype=torch.uint8)
+        hold = CodeHold(1)
+        out = torch.cat((hold(codes[:2]), hold(codes[2:])))              # state carries across calls
+        assert out.tolist() == [[100, 50, 200], [100, 50, 190], [102, 50, 190], [102, 52, 190]]
+        assert (out.short() - codes.short()).abs().max() <= 1           # never further than the threshold
+        torch.testing.assert_close(CodeHold(0)(codes), codes)
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError):
+            CodeHold(-1)
+        with pytest.raises(ValueError):
+            CodeHold()(torch.zeros(2, 3))
+
+
+@pytest.mark.gpu
+def test_filters_on_the_gpu_match_the_cpu_and_never_sync():
+    """Same frames on cuda as on the CPU, and no host sync anywhere in push/flush
+    (``set_sync_debug_mode("error")`` raises on one): the video pipeline must not stall."""
+    L, ab, _ = static_shot(20, h=96, w=160)
+    ref, _ = smooth(ChromaSmoother(lookahead=6), ab, L, [8, 8, 4])
+    causal_ref = ChromaStabilizer()(ab, L)
+    Lc, abc = L.cuda(), ab.cuda()
+    s, c = ChromaSmoother(lookahead=6), ChromaStabilizer()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        outs = [s.push(abc[i:i + k], Lc[i:i + k])[0] for i, k in ((0, 8), (8, 8), (16, 4))]
+        while s.pending:
+            outs.append(s.flush(3)[0])
+        causal = c(abc, Lc)
+        held = CodeHold()(torch.full((4, 64), 128, dtype=torch.uint8, device="cuda"))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    got = torch.cat([o for o in outs if o is not None]).cpu()
+    torch.testing.assert_close(got, ref, rtol=1e-3, atol=2e-2)
+    torch.testing.assert_close(causal.cpu(), causal_ref, rtol=1e-3, atol=2e-2)
+    assert (held == 128).all()

@@ -375,7 +375,7 @@ def test_yuv_path_matches_rgb24_path(runner):
         layout = FrameLayout(W, H, "yuv420p", matrix, False)
         step = FrameColorizer(runner, layout, size=SIZE, stabilize=False)
         out = torch.zeros(2, layout.frame_bytes, dtype=torch.uint8)
-        assert step.submit(torch.from_numpy(luma), out) == (None, None)
+        assert step.submit(torch.from_numpy(luma), out) == (None, None, 2)
         rgb_in = np.stack([yuv_frame(f).to_ndarray(format="rgb24") for f in luma])
         ref = colorize_frames(runner, rgb_in, size=SIZE).astype(int)
         name = {"bt601": "ITU601", "bt709": "ITU709"}[matrix]
@@ -447,9 +447,63 @@ def test_device_path_matches_cpu(tiny_weights):
         step = FrameColorizer(tint.load(tiny_weights, device=dev), layout, size=SIZE, stabilize=False)
         y = torch.from_numpy(luma).pin_memory() if dev == "cuda" else torch.from_numpy(luma)
         out = torch.zeros(3, layout.frame_bytes, dtype=torch.uint8, pin_memory=dev == "cuda")
-        done, read = step.submit(y, out)
+        done, read, _ = step.submit(y, out)
         if done is not None:
             done.synchronize()
         outs.append(out.numpy().astype(int))
     d = np.abs(outs[0] - outs[1])
     assert d.mean() < 1.0 and d.max() <= 8, (d.mean(), d.max())
+
+
+# ----------------------------------------------------------------------------- the temporal filter in the pipeline
+def decoded_planes(path):
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray() for f in c.decode(video=0)])
+
+
+@pytest.mark.parametrize("frames,batch,lookahead", [(13, 3, None), (40, 8, None), (11, 4, 0)])
+def test_lookahead_keeps_every_frame_and_its_time(tmp_path, runner, frames, batch, lookahead):
+    """The two-sided filter holds frames back (none come out for the first 24): every frame
+    still comes out once, in order, with its own timestamp (VFR), films shorter than the
+    lookahead included."""
+    src, dst = tmp_path / "in.mkv", tmp_path / "out.mkv"
+    make_film(src, frames=frames, audio=None, vfr=True)
+    rep = run(src, dst, runner, batch=batch, lookahead=lookahead, segment_seconds=0.2)
+    assert rep.frames == frames
+    assert video_times(dst)[0] == video_times(src)[0]
+
+
+def test_video_frames_do_not_depend_on_the_batch(tmp_path, runner):
+    """Through the pipeline (lossless output), batch 3 and batch 16 give the frames of the
+    step run on the whole clip at once: the filter's windows do not move with the batches."""
+    from tint.stabilize import LOOKAHEAD
+    n = LOOKAHEAD + 6
+    src = tmp_path / "in.mp4"
+    make_film(src, frames=n, audio=None)
+    with av.open(str(src)) as c:
+        luma = np.stack([f.to_ndarray()[:48] for f in c.decode(video=0)])     # yuv420p: the Y rows first
+    layout = FrameLayout(64, 48, "yuv420p", "bt601", False)
+    step = FrameColorizer(runner, layout, size=SIZE)
+    out = torch.zeros(n, layout.frame_bytes, dtype=torch.uint8)
+    assert step.submit(torch.from_numpy(luma), out)[2] == 6                 # the rest wait for their lookahead
+    assert step.flush(out[6:]) == (None, LOOKAHEAD) and step.flush(out) == (None, 0)
+    for b in (3, 16):
+        got = decoded_planes(run(src, tmp_path / f"b{b}.mp4", runner, batch=b, quality=0).output).reshape(n, -1)
+        assert np.abs(got.astype(int) - out.numpy()).max() <= 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_video_with_the_two_sided_filter(tmp_path, tiny_weights):
+    """tint video on cuda (engine, streams, events, device filter with its lookahead): every
+    frame and timestamp kept, and the frames close to the CPU run's."""
+    src = tmp_path / "in.mp4"
+    make_film(src, frames=30, audio="aac")
+    outs = {}
+    for dev in ("cpu", "cuda"):
+        rep = run(src, tmp_path / f"{dev}.mp4", tint.load(tiny_weights, device=dev), batch=8, quality=0)
+        assert rep.frames == 30
+        assert video_times(tmp_path / f"{dev}.mp4")[0] == pytest.approx(video_times(src)[0], abs=1e-6)
+        outs[dev] = decoded_planes(tmp_path / f"{dev}.mp4").astype(int)
+    d = np.abs(outs["cpu"] - outs["cuda"])
+    assert d.mean() < 1.0 and np.percentile(d, 99) <= 8, (d.mean(), d.max())

@@ -1,41 +1,63 @@
-"""Temporal stability for video: keep a pixel's colour while the pixel is the same thing.
+"""Temporal consistency for video: a pixel keeps its colour while it is the same thing.
 
 A colorizer run frame by frame flickers: a small change in lightness (noise, grain,
-compression) can move the predicted chroma a lot.  The stabilizer carries the previous
-*output* chroma forward along the optical flow and blends it with the new prediction,
-weighted by how much the flow can be trusted there:
+compression, a little motion) can move the predicted chroma a lot, and a sky turns from
+grey-blue to blue and back.  Here each pixel's output chroma is a *running mean* of the
+network's predictions for that pixel over the frames it has been tracked through, with a
+per-pixel weight in frames that trust discounts:
 
-    flow_t      = flow(L_t -> L_{t-1})                       # pyramidal Lucas-Kanade, working size
-    warped      = warp(ab'_{t-1}, flow_t)                    # previous output, moved onto frame t
-    confidence  = fb(flow_t, flow(L_{t-1} -> L_t)) * photometric(L_t, warp(L_{t-1}))   in [0, 1]
-    ab'_t       = ab_t + strength * confidence * (warped - ab_t)
+    carried_t   = the running mean (ab and weight n) of frame t-1, moved onto frame t:
+                  in place where nothing moved (``stillness``), else along the flow
+    w_t         = min(trust_t * n_carried, memory - 1)      trust in [0, 1], 0 at a scene cut
+    ab'_t       = (ab_t + w_t * carried_t) / (w_t + 1),      n_t = w_t + 1
 
-and drops the memory (confidence 0) at a scene cut, found from the distance between the
-lightness histograms of consecutive frames.
+Where a pixel stays trusted, its colour is the mean of its last ``memory`` predictions;
+where trust falls (occlusion, a wrong match, a cut) the memory goes with it and the new
+prediction takes over.  That is ``ChromaStabilizer``: causal, for the camera.
+``ChromaSmoother`` (whole files, ``tint video``) averages the next ``lookahead`` frames
+too, the same way but backwards in time, and gives frame t the mean over both sides:
 
-Everything is torch on the chroma's own device, at the *working size* (about 256 x 256),
-batched over a batch's frame pairs (both flow directions in one call), with no host
-sync: on a GPU the stabilizer adds about a millisecond per batch and no CPU work, so the
-CPU stays with the video decoder and encoder.  Only the final blend is sequential, one
-warp and one lerp per frame.  (The first version ran OpenCV's DIS flow on the host; at
-1080p its threads competed with x264 for the cores and cost 40 % of the throughput.)
+    ab''_t = (n_fwd * ab'_t + n_back * ab'back_t - ab_t) / (n_fwd + n_back - 1)
 
-Confidence terms follow the occlusion test of Sundaram et al. 2010 / Ruder et al. 2016
-(also used by Lai et al. 2018 to mask their warp error), made soft:
+(frame t counted once).  Its output lags its input by ``lookahead`` frames; every frame's
+window has the same length, so there are no seams between batches.
+
+Motion and trust, all torch on the chroma's own device at the *working size* (about
+256 x 256), batched over a batch's frame pairs, no host sync:
+
+    flow        = pyramidal Lucas-Kanade, both directions in one call (``flow``)
+    trust_flow  = fb(w, w^) * exp(-(|L_t - warp(L_{t-1})| / sigma_L)^2) * inside     (``flow_confidence``)
+    stillness   = exp(-(max(|box5(L_t - L_{t-1})| - 1, 0) / 3)^2)                     (``stillness``)
+    cut         = half-L1 distance of 32-bin lightness histograms > 0.35              (``histogram_distance``)
+
+A pixel is carried in place when ``stillness >= trust_flow``, else along the flow, with
+trust = the larger of the two.  The stillness test is what holds flat, textureless areas
+(sky, walls) still: there the flow is guesswork and its trust low, yet nothing changed.
+Averaging the signed lightness change over 5 x 5 before taking its size lets film grain
+cancel, so a grainy still shot is still.  ``fb`` is the soft forward-backward test of
+Sundaram et al. 2010 / Ruder et al. 2016 (also used by Lai et al. 2018 to mask their warp
+error):
 
     fb   = exp(-|w + w_hat|^2 / (0.01 (|w|^2 + |w_hat|^2) + 0.5))
-    phot = exp(-(|L_t - warp(L_{t-1})| / sigma_L)^2)
 
-Lightness is handled in 0..255 units (L * 2.55) throughout, so sigma_L and the flow's
-regularizer read like 8-bit grey levels.
+Lightness is handled in 0..255 units (L * 2.55) throughout, so sigma_L, the stillness
+test and the flow's regularizer read like 8-bit grey levels.  (The first stabilizer blended
+only the previous output, 0.85 of it, along the flow; on flat areas its trust was low,
+and its memory was short: ``scripts/flicker_bench.py`` measures both, docs/VIDEO.md.)
 """
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+MEMORY = 32              # frames of the past a tracked pixel's colour is averaged over
+LOOKAHEAD = 24           # frames of the future ``ChromaSmoother`` averages too (its output lag)
+STILL_RADIUS = 2         # 5 x 5 window of the stillness test
+STILL_DEADZONE = 1.0     # grey levels of local mean change taken for grain and noise
+STILL_SIGMA = 3.0        # grey levels: how fast trust in "nothing moved" falls past the dead zone
 HIST_BINS = 32
 LK_RADIUS = 3            # 7 x 7 Lucas-Kanade window
 LK_ITERS = 3             # Gauss-Newton steps per pyramid level
@@ -145,36 +167,106 @@ def histogram_distance(a: torch.Tensor, b: torch.Tensor, bins: int = HIST_BINS) 
     return 0.5 * (hist(a) - hist(b)).abs().sum(1)
 
 
+def stillness(cur: torch.Tensor, prev: torch.Tensor, radius: int = STILL_RADIUS,
+              deadzone: float = STILL_DEADZONE, sigma: float = STILL_SIGMA) -> torch.Tensor:
+    """Trust that nothing moved at each pixel from ``prev`` to ``cur``: (N, 1, h, w) grey
+    levels each -> (N, 1, h, w) in [0, 1].
+
+    The signed change is averaged over a (2 radius + 1)^2 window first, so zero-mean grain
+    cancels while a moving edge or a brightness change does not; up to ``deadzone`` grey
+    levels of that local change count as none, and trust falls as exp(-(excess / sigma)^2).
+    """
+    if cur.shape != prev.shape or cur.dim() != 4 or cur.shape[1] != 1:
+        raise ValueError(f"stillness: expected two (N, 1, h, w) tensors, got {tuple(cur.shape)}, {tuple(prev.shape)}")
+    d = (_box(cur.float() - prev.float(), radius).abs() - deadzone).clamp_min(0) / sigma
+    return torch.exp(-d * d)
+
+
+@dataclass
+class Motion:
+    """What the filters need about n consecutive frame pairs (t-1, t), on the device.
+
+    ``back`` (n, h, w, 2): flow t -> t-1, carries frame t-1 onto frame t; ``fwd``: flow
+    t-1 -> t, carries t onto t-1; ``trust_back`` / ``trust_fwd`` (n, 1, h, w): their
+    ``flow_confidence``; ``still`` (n, 1, h, w): ``stillness``; ``keep`` (n, 1, 1, 1):
+    0 where t starts a new shot (a cut, or no frame t-1), else 1."""
+    back: torch.Tensor
+    fwd: torch.Tensor
+    trust_back: torch.Tensor
+    trust_fwd: torch.Tensor
+    still: torch.Tensor
+    keep: torch.Tensor
+
+
+def motion(cur: torch.Tensor, prev: torch.Tensor, sigma_l: float = 12.0, cut_threshold: float = 0.35) -> Motion:
+    """``Motion`` of the pairs (prev[i], cur[i]): (n, 1, h, w) grey levels each, batched:
+    one ``flow`` call for both directions, no host sync."""
+    n = cur.shape[0]
+    both = flow(torch.cat((cur, prev)), torch.cat((prev, cur)))
+    back, fwd = both[:n], both[n:]
+    keep = (histogram_distance(cur, prev) <= cut_threshold).float().view(n, 1, 1, 1)
+    return Motion(back, fwd, flow_confidence(back, fwd, cur, prev, sigma_l),
+                  flow_confidence(fwd, back, prev, cur, sigma_l), stillness(cur, prev), keep)
+
+
+def carry(state: torch.Tensor, flow_: torch.Tensor, trust: torch.Tensor, still: torch.Tensor,
+          keep: torch.Tensor, memory: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a running mean onto the next frame: ``state`` (k, 3, h, w), chroma (2) and its
+    weight in frames (1), in the previous frame's place; ``flow_`` (k, h, w, 2) from the
+    next frame into this one; ``trust``/``still`` (k, 1, h, w); ``keep`` (k, 1, 1, 1).
+    Returns (mean (k, 2, h, w), weight (k, 1, h, w) in [0, memory - 1]) on the next frame:
+    the state kept in place where stillness is the better explanation, else warped, its
+    weight discounted by that explanation's trust."""
+    moved = warp(state, flow_.to(state.dtype))
+    in_place = still >= trust
+    cand = torch.where(in_place, state, moved)
+    w = cand[:, 2:] * torch.maximum(still, trust) * keep
+    return cand[:, :2], w.clamp(0, memory - 1)
+
+
+def accumulate(ab: torch.Tensor, mean: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """One more frame into the running mean: ab (k, 2, h, w), the carried mean and its
+    weight ``w`` (frames) -> state (k, 3, h, w): (ab + w mean) / (w + 1), and w + 1."""
+    return torch.cat((torch.lerp(ab, mean, w / (w + 1)), w + 1), 1)
+
+
 class ChromaStabilizer:
-    """Stateful: feed it every frame of one shot sequence, in order.
+    """Causal temporal filter (``tint camera``; the forward half of ``ChromaSmoother``).
+    Stateful: feed it every frame of one sequence, in order.
 
     ``stabilizer(ab, L)``: ab (B, 2, h, w), the network's chroma for B consecutive frames,
     and L (B, 1, h, w), their working-size lightness in [0, 100], on the same device.
-    Returns the stabilized chroma, same shape and device; never waits for the device.
-    ``strength`` in [0, 1): 0 turns it off; 0.85 keeps about the last 6-7 frames' colour
-    where the flow is trusted.
+    Returns the filtered chroma, same shape and device, using frames up to each frame's own
+    only; never waits for the device.  ``memory`` >= 1 frames: 1 turns it off; 32 averages
+    a still pixel's last 32 predictions (1.3 s at 24 fps).
     """
 
-    def __init__(self, strength: float = 0.85, cut_threshold: float = 0.35, sigma_l: float = 12.0):
-        if not 0.0 <= strength < 1.0:
-            raise ValueError(f"strength must be in [0, 1), got {strength}")
-        self.strength, self.cut_threshold, self.sigma_l = strength, cut_threshold, sigma_l
+    def __init__(self, memory: int = MEMORY, cut_threshold: float = 0.35, sigma_l: float = 12.0):
+        if int(memory) != memory or memory < 1:
+            raise ValueError(f"memory must be a whole number of frames >= 1, got {memory}")
+        self.memory, self.cut_threshold, self.sigma_l = int(memory), cut_threshold, sigma_l
         self._cuts = None                                # device tensor: read only when asked
         self.reset()
 
     def reset(self) -> None:
         self.prev_l: torch.Tensor | None = None         # (1, 1, h, w) last frame, grey levels
-        self.prev_ab: torch.Tensor | None = None        # (1, 2, h, w) last output
+        self.state: torch.Tensor | None = None          # (1, 3, h, w) last running mean and weight
 
     @property
     def cuts(self) -> int:
         """Scene cuts found so far (a host sync; call it at the end)."""
         return 0 if self._cuts is None else int(self._cuts.item())
 
-    @torch.no_grad()
-    def __call__(self, ab: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _check(ab, L):
         if ab.dim() != 4 or ab.shape[1] != 2 or L.shape != (ab.shape[0], 1, *ab.shape[2:]):
             raise ValueError(f"expected ab (B, 2, h, w) and L (B, 1, h, w), got {tuple(ab.shape)}, {tuple(L.shape)}")
+
+    @torch.no_grad()
+    def step(self, ab: torch.Tensor, L: torch.Tensor) -> tuple[torch.Tensor, Motion, torch.Tensor]:
+        """(states (B, 3, h, w): filtered chroma and its weight in frames; the batch's
+        ``Motion``, pair i = (frame i-1, frame i); grey levels (B, 1, h, w))."""
+        self._check(ab, L)
         B = ab.shape[0]
         cur = L.to(ab.device, torch.float32) * 2.55
         if self.prev_l is None or self.prev_l.shape[1:] != cur.shape[1:]:
@@ -182,25 +274,152 @@ class ChromaStabilizer:
         first = self.prev_l is None
         prev = torch.cat((cur[:1] if first else self.prev_l, cur[:-1]))    # frame t-1 of each frame t
         self.prev_l = cur[-1:]
-        if self.strength == 0.0:
-            return ab
-        both = flow(torch.cat((cur, prev)), torch.cat((prev, cur)))       # back and forward in one go
-        back, fwd = both[:B], both[B:]
-        conf = flow_confidence(back, fwd, cur, prev, self.sigma_l)
-        cut = histogram_distance(cur, prev) > self.cut_threshold
+        m = motion(cur, prev, self.sigma_l, self.cut_threshold)
+        cut = 1.0 - m.keep
         if first:
-            cut[0] = False                                                 # no previous frame: not a cut
+            cut[0] = 0.0                                                    # no previous frame: not a cut
+            m.keep[0] = 0.0                                                 # ... and nothing to carry
         self._cuts = cut.sum() if self._cuts is None else self._cuts + cut.sum()
-        keep = (~cut).float()
-        if first:
-            keep[0] = 0.0
-        conf = conf * (self.strength * keep).view(B, 1, 1, 1)
-        out, last = [], None if first else self.prev_ab
+        ab = ab.float()
+        out, last = [], self.state
         for i in range(B):
-            res = ab[i:i + 1]
-            if last is not None:
-                res = torch.lerp(res, warp(last.to(res.dtype), back[i:i + 1].to(res.dtype)), conf[i:i + 1].to(res.dtype))
-            out.append(res)
-            last = res
-        self.prev_ab = last
-        return torch.cat(out)
+            if last is None:
+                last = torch.cat((ab[i:i + 1], torch.ones_like(ab[i:i + 1, :1])), 1)
+            else:
+                mean, w = carry(last, m.back[i:i + 1], m.trust_back[i:i + 1], m.still[i:i + 1],
+                                m.keep[i:i + 1], self.memory)
+                last = accumulate(ab[i:i + 1], mean, w)
+            out.append(last)
+        self.state = last
+        return torch.cat(out), m, cur
+
+    @torch.no_grad()
+    def __call__(self, ab: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+        if self.memory == 1:
+            self._check(ab, L)
+            return ab
+        return self.step(ab, L)[0][:, :2]
+
+
+class ChromaSmoother:
+    """Two-sided temporal filter for whole files (``tint video``): frame t's chroma is the
+    running mean over its last ``memory`` frames (``ChromaStabilizer``) and its next
+    ``lookahead`` frames, both carried onto frame t along the flow (or in place where still).
+
+    ``push(ab, L, payload)``: the next B frames (as for ``ChromaStabilizer``) and anything
+    to hand back with each frame (``payload`` indexable by frame, e.g. the full-resolution
+    luma, or None).  Returns (chroma (m, 2, h, w), payload items) for the m >= 0 frames
+    whose lookahead is now complete, oldest first: after the first ``lookahead`` frames,
+    as many as were pushed.  ``flush()`` returns the rest (shorter lookahead: the film
+    ends).  Every frame's window has the same length, so the result does not depend on how
+    the frames were batched.  Never waits for the device.
+    """
+
+    def __init__(self, memory: int = MEMORY, lookahead: int = LOOKAHEAD, cut_threshold: float = 0.35,
+                 sigma_l: float = 12.0):
+        if int(lookahead) != lookahead or lookahead < 0:
+            raise ValueError(f"lookahead must be a whole number of frames >= 0, got {lookahead}")
+        self.causal = ChromaStabilizer(memory, cut_threshold, sigma_l)
+        self.memory, self.lookahead = self.causal.memory, int(lookahead)
+        self._frames: list[tuple] = []   # per pending frame: (ab, forward state, fwd, trust_fwd, still, keep, payload)
+
+    @property
+    def cuts(self) -> int:
+        return self.causal.cuts
+
+    @property
+    def pending(self) -> int:
+        """Frames pushed and not yet returned."""
+        return len(self._frames)
+
+    @torch.no_grad()
+    def push(self, ab: torch.Tensor, L: torch.Tensor, payload=None):
+        if self._frames and tuple(self._frames[0][0].shape[1:]) != tuple(ab.shape[1:]):
+            raise ValueError(f"frame size changed from {tuple(self._frames[0][0].shape[2:])} to "
+                             f"{tuple(ab.shape[2:])}: flush() first")
+        states, m, _ = self.causal.step(ab, L)
+        ab = ab.float()
+        for i in range(ab.shape[0]):
+            # pair i is (frame i-1, frame i): what carries frame i back onto frame i-1 lives with frame i
+            self._frames.append((ab[i:i + 1], states[i:i + 1], m.fwd[i:i + 1], m.trust_fwd[i:i + 1],
+                                 m.still[i:i + 1], m.keep[i:i + 1], None if payload is None else payload[i]))
+        return self._emit(len(self._frames) - self.lookahead)
+
+    @torch.no_grad()
+    def flush(self, limit: int | None = None):
+        """The frames still held back (at most ``limit`` of them, oldest first), their
+        lookahead cut short by the end of the film."""
+        n = len(self._frames)
+        return self._emit(n if limit is None else min(n, limit))
+
+    def _emit(self, m: int):
+        """Finish the oldest m pending frames: a backward running mean from each frame's
+        last lookahead frame down to it, batched over the m frames (frame t's window is
+        pending frames t .. t + lookahead, cut at the last one), then both sides joined."""
+        if m <= 0:
+            return None, []
+        fr, D = self._frames, self.lookahead
+        n = min(m + D, len(fr))                                   # the frames these m can see
+        last = n - 1
+
+        def window(field: int) -> torch.Tensor:                    # (m + D, ...), the last frame repeated past the end
+            x = torch.cat([f[field] for f in fr[:n]])
+            return x if n == m + D else torch.cat((x, x[-1:].expand(m + D - n, *x.shape[1:])))
+        ab, fwd, trust, still, keep = (window(i) for i in (0, 2, 3, 4, 5))
+        state = torch.cat((ab[D:D + m], torch.ones_like(ab[D:D + m, :1])), 1)   # frame min(t + D, last)
+        for j in range(D - 1, -1, -1):                            # onto frame t + j, for every t at once
+            if last - j <= 0:                                     # t + j < last for no t: nothing to step
+                continue
+            pair = slice(j + 1, j + 1 + m)                        # pair (t + j, t + j + 1) lives with t + j + 1
+            mean, w = carry(state, fwd[pair], trust[pair], still[pair], keep[pair], self.memory)
+            new = accumulate(ab[j:j + m], mean, w)
+            if last - j >= m:
+                state = new
+            else:                                                 # only t < last - j; no host->device copy
+                mask = torch.arange(m, device=state.device).view(m, 1, 1, 1) < last - j
+                state = torch.where(mask, new, state)
+        cur = ab[:m]
+        fwd_state = torch.cat([f[1] for f in fr[:m]])
+        n_f, n_b = fwd_state[:, 2:], state[:, 2:]
+        out = (n_f * fwd_state[:, :2] + n_b * state[:, :2] - cur) / (n_f + n_b - 1)
+        payloads = [f[6] for f in fr[:m]]
+        del self._frames[:m]
+        return out, payloads
+
+
+class CodeHold:
+    """Temporal hysteresis on 8-bit codes (the output's Cb and Cr planes): a code within
+    ``threshold`` of the previous output frame's code keeps that code, bit for bit.
+
+    The running means above leave a still pixel's chroma moving by a fraction of a code,
+    which rounding turns into +-1 flips, and its lightness (grain) moves Cb/Cr a little
+    too.  x264 codes every such flip and its chroma residual adds flicker of its own; given
+    exact repeats it codes nothing there.  The error is at most ``threshold`` codes.
+
+    ``hold(codes)``: uint8 (B, n) codes of B consecutive frames, any device -> the same,
+    held; stateful across calls (feed frames in order); ``reset()`` forgets.
+    """
+
+    def __init__(self, threshold: int = 1):
+        if int(threshold) != threshold or threshold < 0:
+            raise ValueError(f"threshold must be a whole number of codes >= 0, got {threshold}")
+        self.threshold = int(threshold)
+        self.prev: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.prev = None
+
+    @torch.no_grad()
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        if codes.dim() != 2 or codes.dtype != torch.uint8:
+            raise ValueError(f"expected uint8 codes (B, n), got {codes.dtype} {tuple(codes.shape)}")
+        if self.prev is not None and self.prev.shape != codes.shape[1:]:
+            self.reset()
+        out, prev = [], self.prev
+        for c in codes:
+            if prev is not None and self.threshold:
+                c = torch.where((c.short() - prev.short()).abs() <= self.threshold, prev, c)
+            out.append(c)
+            prev = c
+        self.prev = prev
+        return torch.stack(out)

@@ -26,6 +26,8 @@ gives film i to rank i mod N on cuda:LOCAL_RANK.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import os
 import queue
@@ -244,55 +246,103 @@ class FrameColorizer:
     ``submit(y, out)``: y uint8 (n, H, W) host luma (pinned on CUDA), out uint8
     (n, layout.frame_bytes) host (pinned on CUDA).  On the device, in order on one stream:
 
-        y -> L = LUT[y] (full res) -> L at the working size -> network -> stabilizer (flow + blend)
+        y -> L = LUT[y] (full res) -> L at the working size -> network -> temporal filter
           -> join with L (``kernels.join_u8``: the pixels of ``Runner.colorize_tensor``)
           -> ``rgb_to_yuv`` -> async copy into ``out``
 
-    Returns (done, read): CUDA events, ``out`` is valid once ``done`` has completed and ``y``
-    may be refilled once ``read`` has; (None, None) on the CPU, where all of it is
-    synchronous.  No host sync on CUDA, so decode, device and encode overlap.
+    The temporal filter is ``ChromaSmoother`` (``lookahead`` frames ahead, the default) or,
+    with ``lookahead=0``, the causal ``ChromaStabilizer``.  With a lookahead, the frames that
+    come out of a submit are the oldest ones whose lookahead is complete: none for the
+    first ``lookahead`` frames, then as many as went in; ``flush(out)`` returns the held
+    frames at the end.
+
+    Returns (done, read, m): ``out[:m]`` holds the next m frames in order (m may be 0) once
+    the CUDA event ``done`` has completed, and ``y`` may be refilled once ``read`` has;
+    (None, None, m) on the CPU, where all of it is synchronous.  No host sync on CUDA, so
+    decode, device and encode overlap.
     """
 
-    def __init__(self, runner, layout: FrameLayout, *, size: int | None = None, stabilize: bool = True):
-        from .stabilize import ChromaStabilizer
+    def __init__(self, runner, layout: FrameLayout, *, size: int | None = None, stabilize: bool = True,
+                 lookahead: int | None = None):
+        from .stabilize import LOOKAHEAD, ChromaSmoother, ChromaStabilizer, CodeHold
         self.runner, self.layout = runner, layout
         self.device = runner.device
         self.cuda = self.device.type == "cuda"
         self.pin_memory = self.cuda
         self.shape = runner.working_shape(layout.height, layout.width, size)
         self.lut = lightness_lut(layout.full_range_in, self.device)
-        self.stabilizer = ChromaStabilizer() if stabilize else None
+        self.lookahead = (LOOKAHEAD if lookahead is None else int(lookahead)) if stabilize else 0
+        if not stabilize:
+            self.stabilizer = None
+        elif self.lookahead:
+            self.stabilizer = ChromaSmoother(lookahead=self.lookahead)
+        else:
+            self.stabilizer = ChromaStabilizer()
+        self.hold = CodeHold() if stabilize else None                        # on the Cb, Cr planes
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
 
-    @torch.no_grad()
-    def _device(self, y: torch.Tensor) -> torch.Tensor:
+    def _planes(self, y: torch.Tensor, ab: torch.Tensor, L: torch.Tensor | None = None) -> torch.Tensor:
         from . import kernels as K
+        if L is None:
+            L = self.lut[y.int()].unsqueeze(1)                               # (n, 1, H, W) [0, 100]
+        if self.runner.saturation != 1.0:                                    # colourfulness
+            ab = ab * self.runner.saturation
+        rgb = K.join_u8(L, ab.to(L.device))                                  # (n, H, W, 3) uint8
+        planes = rgb_to_yuv(rgb, self.layout.matrix, self.layout.pix_fmt == "yuv420p")
+        if self.hold is not None:
+            Y = self.layout.width * self.layout.height
+            planes[:, Y:] = self.hold(planes[:, Y:])
+        return planes
+
+    @torch.no_grad()
+    def _device(self, y: torch.Tensor) -> torch.Tensor | None:
+        """Packed planes of the frames done now, (m, frame_bytes), or None if none is."""
         from .api import resize_lightness
         L = self.lut[y.int()].unsqueeze(1)                                   # (n, 1, H, W) [0, 100]
         L_work = resize_lightness(L, self.shape)
         ab = self.runner.chroma(L_work)
+        if self.lookahead:
+            ab, ys = self.stabilizer.push(ab, L_work.to(ab.device), y if self.cuda else y.clone())
+            return None if ab is None else self._planes(torch.stack(ys), ab)
         if self.stabilizer is not None:
             ab = self.stabilizer(ab, L_work.to(ab.device))
-        if self.runner.saturation != 1.0:                                    # colourfulness
-            ab = ab * self.runner.saturation
-        rgb = K.join_u8(L, ab.to(L.device))                                  # (n, H, W, 3) uint8
-        return rgb_to_yuv(rgb, self.layout.matrix, self.layout.pix_fmt == "yuv420p")
+        return self._planes(y, ab, L)
+
+    def _out(self, planes: torch.Tensor | None, out: torch.Tensor):
+        """Copy the planes into ``out`` (async on CUDA); (done, frames)."""
+        if planes is None:
+            return None, 0
+        m = planes.shape[0]
+        if not self.cuda:
+            out[:m].copy_(planes)
+            return None, m
+        out[:m].copy_(planes, non_blocking=True)
+        done = torch.cuda.Event(blocking=True)
+        done.record(self.stream)
+        return done, m
 
     @torch.no_grad()
     def submit(self, y: torch.Tensor, out: torch.Tensor):
         if not self.cuda:
-            out.copy_(self._device(y))
-            return None, None
+            _, m = self._out(self._device(y), out)
+            return None, None, m
         # blocking events: a thread waiting on one sleeps instead of spinning a core that
         # the video encoder needs
         with torch.cuda.stream(self.stream):
             yd = y.to(self.device, non_blocking=True)
             read = torch.cuda.Event(blocking=True)
             read.record(self.stream)
-            out.copy_(self._device(yd), non_blocking=True)
-            done = torch.cuda.Event(blocking=True)
-            done.record(self.stream)
-        return done, read
+            done, m = self._out(self._device(yd), out)
+        return done, read, m
+
+    @torch.no_grad()
+    def flush(self, out: torch.Tensor):
+        """Frames held back for their lookahead (at most len(out)): (done, m); m = 0 when none is left."""
+        if not self.lookahead or not self.stabilizer.pending:
+            return None, 0
+        with torch.cuda.stream(self.stream) if self.cuda else contextlib.nullcontext():
+            ab, ys = self.stabilizer.flush(out.shape[0])
+            return self._out(self._planes(torch.stack(ys), ab), out)
 
     def close(self) -> None:
         pass
@@ -345,13 +395,13 @@ class _CallableStep:
 PASSTHROUGH = "passthrough"
 
 
-def make_step(colorize_batch, layout: FrameLayout, runner=None, *, size=None, stabilize=True):
+def make_step(colorize_batch, layout: FrameLayout, runner=None, *, size=None, stabilize=True, lookahead=None):
     """The colorize step for one film: ``None`` (the model, ``FrameColorizer``),
     ``PASSTHROUGH`` (no network: the ceiling), an object with ``submit``, or a callable."""
     if colorize_batch is None:
         if runner is None:
             raise TintError("colorize_video needs a runner or a colorize_batch")
-        return FrameColorizer(runner, layout, size=size, stabilize=stabilize)
+        return FrameColorizer(runner, layout, size=size, stabilize=stabilize, lookahead=lookahead)
     if isinstance(colorize_batch, str):
         if colorize_batch != PASSTHROUGH:
             raise ValueError(f"unknown colorize_batch {colorize_batch!r}")
@@ -400,7 +450,7 @@ def warm_up(runner, layout: FrameLayout, batch: int, size: int | None = None) ->
     outs = acquire_buffers((batch, layout.frame_bytes), OUT_BUFFERS, step.pin_memory)
     try:
         for n in sorted({batch, *(1 << k for k in range(batch.bit_length()) if 1 << k < batch)}):
-            done, _ = step.submit(ins[0][:n], outs[0][:n])
+            done = step.submit(ins[0][:n], outs[0][:n])[0]
             if done is not None:
                 done.synchronize()
     finally:
@@ -1063,14 +1113,25 @@ class VideoReport:
     streams: dict = field(default_factory=dict)
 
 
+def temporal_key(stabilize: bool, lookahead: int | None) -> dict | bool:
+    """The temporal filter's settings, as a ``--resume`` compares them."""
+    from .stabilize import LOOKAHEAD, MEMORY
+    if not stabilize:
+        return False
+    return {"memory": MEMORY, "lookahead": LOOKAHEAD if lookahead is None else int(lookahead)}
+
+
 def colorize_video(src, dst, *, runner=None, colorize_batch=None,
                    size: int | None = None, quality: int | None = None, codec: str | None = None,
                    preset: str | None = None, batch: int = 8, resume: bool = False, overwrite: bool = False,
-                   stabilize: bool = True, segment_seconds: float = SEGMENT_SECONDS,
+                   stabilize: bool = True, lookahead: int | None = None,
+                   segment_seconds: float = SEGMENT_SECONDS,
                    progress: bool = True, on_segment: Callable[[int], None] | None = None,
                    settings_key: dict | None = None) -> VideoReport:
     """Colorize the film ``src`` into ``dst``.  See the module docstring for the flow.
 
+    ``stabilize``: the temporal filter (default on); ``lookahead``: frames of the future it
+    averages too (default ``tint.stabilize.LOOKAHEAD``; 0: causal, as the camera).
     ``colorize_batch``: None (``runner``'s model with the stabilizer: ``FrameColorizer``),
     ``PASSTHROUGH`` (no network: the bench's ceiling), an object with ``submit`` like
     ``FrameColorizer``, or a plain function ``f(y uint8 (B, H, W), layout) -> uint8
@@ -1104,7 +1165,7 @@ def colorize_video(src, dst, *, runner=None, colorize_batch=None,
         st = src.stat()
         key = {"input": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                "output": spec.as_dict(), "segment_seconds": segment_seconds,
-               "stabilize": bool(stabilize), "size_option": size, **(settings_key or {})}
+               "stabilize": temporal_key(stabilize, lookahead), "size_option": size, **(settings_key or {})}
         if runner is not None:
             key["weights"] = str(Path(runner.weights_path).resolve())
             if runner.saturation != 1.0:     # a resumed job keeps its colourfulness
@@ -1119,7 +1180,7 @@ def colorize_video(src, dst, *, runner=None, colorize_batch=None,
         else:
             work.start(key)
             fresh = True
-        step = make_step(colorize_batch, layout, runner, size=size, stabilize=stabilize)
+        step = make_step(colorize_batch, layout, runner, size=size, stabilize=stabilize, lookahead=lookahead)
         done_before = work.frames_done
         n = 0
         if not work.state["complete"]:
@@ -1220,6 +1281,15 @@ def _run_pipeline(inp: VideoInput, work: WorkDir, spec: OutputSpec, step, layout
         if not pipe.stop.is_set():
             writer.close_segment()
 
+    held: collections.deque = collections.deque()     # pts of frames submitted, not yet handed out
+
+    def emit(out, m, done) -> bool:
+        """The step wrote its next m frames into ``out``: on to the encoder with their pts."""
+        if m == 0:                                     # all held back (temporal lookahead)
+            free_out.put(out)
+            return True
+        return pipe.put(q_enc, (out, m, [held.popleft() for _ in range(m)], done))
+
     threads = [pipe.thread(decode, name="tint-decode"), pipe.thread(encode, name="tint-encode")]
     n = 0
     try:
@@ -1231,11 +1301,22 @@ def _run_pipeline(inp: VideoInput, work: WorkDir, spec: OutputSpec, step, layout
             out = pipe.get(free_out)
             if out is _END:
                 break
-            done, read = step.submit(buf[:k], out[:k])
+            res = step.submit(buf[:k], out[:k])
+            done, read, m = res if len(res) == 3 else (*res, k)     # (done, read): a step without lookahead
             free_in.put((buf, read))
-            if not pipe.put(q_enc, (out, k, pts, done)):
+            held.extend(pts)
+            if not emit(out, m, done):
                 break
             n += k
+        while held and not pipe.stop.is_set():          # the frames a lookahead still holds
+            out = pipe.get(free_out)
+            if out is _END:
+                break
+            done, m = step.flush(out)
+            if m == 0:
+                raise RuntimeError(f"colorize step held {len(held)} frame(s) back and returned none at the end")
+            if not emit(out, m, done):
+                break
         if not pipe.stop.is_set():
             pipe.put(q_enc, _END)
         threads[1].join()
