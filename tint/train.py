@@ -147,7 +147,8 @@ class FeatureLoss(nn.Module):
 
     def forward(self, rgb_pred: torch.Tensor, rgb_true: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            want = [self.net(rgb_true)[t].float() for t in self.TAPS]
+            taps = self.net(rgb_true)
+            want = [taps[t].float() for t in self.TAPS]
         got = self.net(rgb_pred)
         return sum((got[t].float() - w).square().mean() / w.square().mean().clamp(min=1e-6)
                    for t, w in zip(self.TAPS, want)) / len(self.TAPS)
