@@ -326,3 +326,37 @@ def test_init_loads_all_when_config_matches(tiny_weights):
     fresh = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="ab", final_width=3))
     assert load_init(fresh, tiny_weights, log=lambda *a: None) == "encoder"
     assert torch.equal(fresh.encoder.conv1.weight, ref.encoder.conv1.weight)
+
+
+def test_semantic_loss_is_zero_at_truth_and_positive_off_it():
+    from tint.model import TinyDarknetEncoder
+    from tint.train import FeatureLoss
+    torch.manual_seed(0)
+    net = TinyDarknetEncoder(in_channels=3, classifier=True)
+    for m in net.modules():       # PyTorch's default init leaves the deepest tap ~1e-7: flat logits
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight)
+    x = torch.rand(2, 3, 32, 32)
+    plain, both = FeatureLoss(net), FeatureLoss(net, semantic=1.0)
+    assert both(x, x).item() < 1e-6
+    y = torch.zeros_like(x)
+    assert both(y, x).item() - plain(y, x).item() > 1e-3
+    with pytest.raises(ValueError, match="classifier"):
+        FeatureLoss(TinyDarknetEncoder(in_channels=3), semantic=1.0)
+
+
+def test_budget_sizes_schedule_beyond_the_time_limit(photos, pack, tmp_path, capsys):
+    from tint.train import run_train
+    out = tmp_path / "t"
+    assert run_train(_args(photos, out, pack[0], "--epochs", "1000", "--time-limit", "0.1",
+                           "--budget", "0.3", "--reserve", "0", "--calib-steps", "2",
+                           "--final-width", "4")) == 0
+    text = capsys.readouterr().out
+    assert "to fit 0.3 min" in text and "continue with --resume" in text
+    st = _state(out)
+    assert st["step"] < st["total_steps"]          # stopped by the time limit, schedule not done
+
+
+def test_budget_needs_a_time_limit(photos, tmp_path):
+    from tint.cli import main
+    assert main(["train", str(photos), "--budget", "5", "--out", str(tmp_path)]) == 2

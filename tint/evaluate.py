@@ -200,6 +200,7 @@ class PerceptualJudge:
             raise ValueError("the judge needs a Tiny Darknet with its ImageNet classifier "
                              "(load_tfjs_darknet(path, classifier=True))")
         self.net = classifier.eval()
+        self.device = classifier.classifier.weight.device       # the judge runs where its weights are
         self.batch = int(batch)
         self.labels = labels
         self.source = source
@@ -223,12 +224,12 @@ class PerceptualJudge:
 
     @torch.inference_mode()
     def __call__(self, images) -> tuple[np.ndarray, np.ndarray]:
-        crops = torch.cat([five_crops(im) for im in images])                  # (5N, 3, 224, 224)
+        crops = torch.cat([five_crops(im) for im in images]).to(self.device)  # (5N, 3, 224, 224)
         feats = torch.cat([self.net(crops[i:i + self.batch])[-1].mean((2, 3))   # (b, 128)
                            for i in range(0, len(crops), self.batch)])
         feats = feats.reshape(len(images), 5, -1)
         logits = F.linear(feats[:, 0], self._w, self._b)                     # centre crops
-        return feats.double().numpy(), logits.numpy()
+        return feats.double().cpu().numpy(), logits.cpu().numpy()
 
 
 def top1_in_top5(logits_truth: np.ndarray, logits_out: np.ndarray, k: int = 5) -> np.ndarray:

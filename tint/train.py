@@ -48,7 +48,8 @@ DATA_TERMS = ("Trained on photos whose terms allow non-commercial research use o
 # Args that define a run: on --resume the checkpoint's values win over the command line.
 RUN_KEYS = ("backbone", "loss", "final_width", "init", "batch", "crop", "pack_size", "lr",
             "encoder_lr_mult", "weight_decay", "warmup", "epochs", "seed", "clip", "bin_sigma",
-            "rebalance_lambda", "context", "out_stride", "feature_loss", "temperature", "steps")
+            "rebalance_lambda", "context", "out_stride", "feature_loss", "semantic_loss", "temperature",
+            "steps", "budget")
 SOFT_K = 5
 
 
@@ -137,21 +138,36 @@ class FeatureLoss(nn.Module):
     """Perceptual loss through a frozen ImageNet classifier (the original Tiny Darknet):
     squared feature differences of the colorized and the true crop at strides 4, 8 and 16,
     each divided by the true features' mean square.  It rewards colours that keep objects
-    recognisable (a red apple, a green field) rather than per-pixel averages."""
+    recognisable (a red apple, a green field) rather than per-pixel averages.
+
+    ``semantic`` > 0 adds that weight times KL(p_true || p_pred) of the classifier's ImageNet
+    class probabilities: the colorized crop should be seen as the same thing as the true one."""
 
     TAPS = (2, 3, 4)
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, semantic: float = 0.0):
         super().__init__()
+        if semantic and net.classifier is None:
+            raise ValueError("the semantic loss needs the classifier's 1000-class layer")
         self.net = net.eval().requires_grad_(False)
+        self.semantic = semantic
+
+    def _run(self, rgb):
+        taps = self.net(rgb)
+        logits = self.net.classifier(taps[-1]).mean((2, 3)).float() if self.semantic else None
+        return taps, logits
 
     def forward(self, rgb_pred: torch.Tensor, rgb_true: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            taps = self.net(rgb_true)
+            taps, logits_true = self._run(rgb_true)
             want = [taps[t].float() for t in self.TAPS]
-        got = self.net(rgb_pred)
-        return sum((got[t].float() - w).square().mean() / w.square().mean().clamp(min=1e-6)
+        got, logits = self._run(rgb_pred)
+        loss = sum((got[t].float() - w).square().mean() / w.square().mean().clamp(min=1e-6)
                    for t, w in zip(self.TAPS, want)) / len(self.TAPS)
+        if self.semantic:
+            loss = loss + self.semantic * F.kl_div(F.log_softmax(logits, 1), F.log_softmax(logits_true, 1),
+                                                   reduction="batchmean", log_target=True)
+        return loss
 
 
 def predicted_rgb(model: Colorizer, raw: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
@@ -428,10 +444,13 @@ def train(args) -> int:
     feature_loss = None
     if args.feature_loss:
         from .importers import load_tfjs_darknet
-        feature_loss = FeatureLoss(load_tfjs_darknet(args.feature_net, classifier=False)).to(ctx.device)
+        semantic = args.semantic_loss / args.feature_loss      # FeatureLoss's own scale is 1
+        feature_loss = FeatureLoss(load_tfjs_darknet(args.feature_net, classifier=semantic > 0),
+                                   semantic).to(ctx.device)
         if ctx.device.type == "cuda":
             feature_loss.to(memory_format=torch.channels_last)
-        log(f"feature loss: x{args.feature_loss:g} through the frozen classifier from {args.feature_net}")
+        log(f"feature loss: x{args.feature_loss:g}, semantic x{args.semantic_loss:g}, through the frozen "
+            f"classifier from {args.feature_net}")
 
     bins = getattr(model, "bins", None)
     prior = class_weights = None
@@ -571,7 +590,9 @@ def train(args) -> int:
                 torch.cuda.synchronize()
             rate = args.calib_steps / (time.monotonic() - calib_t)
             n_vals = 10 if truths else 0
-            left = deadline - time.monotonic() - args.reserve - val_seconds * n_vals - final_val_est
+            # --budget: a schedule for that many minutes in all, over several --resume calls
+            end = t_start + args.budget * 60 if args.budget else deadline
+            left = end - time.monotonic() - args.reserve - val_seconds * n_vals - final_val_est
             fit = step + int(0.93 * rate * max(0.0, left))
             total = ctx.broadcast_int(max(step + 1, min(cap, fit)))
             warmup = min(args.warmup, max(1, total // 10))
@@ -579,7 +600,7 @@ def train(args) -> int:
             calibrated = True
             if bar is not None:
                 bar.total = total
-            log(f"schedule: {rate:.2f} steps/s -> {total} steps to fit {args.time_limit:g} min "
+            log(f"schedule: {rate:.2f} steps/s -> {total} steps to fit {args.budget or args.time_limit:g} min "
                 f"({total / spe:.1f} epochs)")
 
         if bar is not None:
@@ -678,6 +699,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="readout temperature stored in the model (bins; default: the config's)")
     p.add_argument("--feature-loss", type=float, default=0.0, metavar="WEIGHT",
                    help="add a perceptual loss through the frozen ImageNet Tiny Darknet (0: off)")
+    p.add_argument("--semantic-loss", type=float, default=0.0, metavar="WEIGHT",
+                   help="with --feature-loss: also match the classifier's ImageNet class probabilities (KL)")
     p.add_argument("--feature-net", default=None, metavar="DIR",
                    help="the classifier for --feature-loss (TF.js folder, e.g. data/weights/tiny-darknet)")
     p.add_argument("--exclude", action="append", default=[], metavar="FILE",
@@ -714,6 +737,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=float, default=10.0, help="seconds between log lines (no TTY)")
     p.add_argument("--no-bar", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--bench-input", type=int, default=50, help="time N batches of the input pipeline first (0: off)")
+    p.add_argument("--budget", type=float, default=None, metavar="MIN",
+                   help="with --time-limit: size the schedule to MIN minutes in all (several --resume calls); "
+                        "the time limit then only stops this call")
     p.add_argument("--reserve", type=float, default=20.0, help=argparse.SUPPRESS)   # seconds kept for the end
     p.add_argument("--calib-steps", type=int, default=20, help=argparse.SUPPRESS)
     p.add_argument("--stop-at-step", type=int, default=None, help=argparse.SUPPRESS)  # tests: a "kill"
@@ -729,10 +755,14 @@ def check_args(args) -> None:
     for k in ("batch", "epochs"):
         if getattr(args, k) < 1:
             raise TintError(f"--{k} must be at least 1")
+    if args.budget is not None and not (args.time_limit and args.budget >= args.time_limit and not args.steps):
+        raise TintError("--budget needs --time-limit (at most the budget) and no --steps")
     if args.time_limit is not None and args.time_limit <= 0:
         raise TintError("--time-limit must be positive (minutes)")
     if args.init and not Path(args.init).is_file():
         raise TintError(f"--init file not found: {args.init}")
+    if args.semantic_loss and not args.feature_loss:
+        raise TintError("--semantic-loss needs --feature-loss (it runs through the same classifier)")
     if args.feature_loss and not (args.feature_net and Path(args.feature_net).exists()):
         raise TintError("--feature-loss needs --feature-net DIR (the TF.js Tiny Darknet folder)")
     for f in args.exclude:
