@@ -29,7 +29,8 @@ join, Y'CbCr 4:2:0, x264) on that input, and its output file is decoded and scor
 
 The network runs once per clip: every variant replays the same chroma (a cache keyed by
 the working-size lightness), so variants differ by their temporal filter only.  Prints one
-table; writes JSON to --json or $OUT/flicker_bench.json.  About 3 minutes on 2 CPU cores.
+table; writes JSON to --json or $OUT/flicker_bench.json.  About 6 minutes on 2 free CPU
+cores, most of it the network (--cache keeps its chroma for the next run).
 """
 from __future__ import annotations
 
