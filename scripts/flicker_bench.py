@@ -29,7 +29,8 @@ join, Y'CbCr 4:2:0, x264) on that input, and its output file is decoded and scor
 
 The network runs once per clip: every variant replays the same chroma (a cache keyed by
 the working-size lightness), so variants differ by their temporal filter only.  Prints one
-table; writes JSON to --json or $OUT/flicker_bench.json.  About 3 minutes on 2 CPU cores.
+table; writes JSON to --json or $OUT/flicker_bench.json.  About 6 minutes on 2 free CPU
+cores, most of it the network (--cache keeps its chroma for the next run).
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("TINT_DATA") or REPO.parent / "shared" / "data")     # video/ and dev/
 FILM = DATA / "video" / "big_buck_bunny_640x360_60s.mp4"
 DEV = DATA / "dev"
 W, H, FPS = 320, 180, 24
@@ -215,12 +216,31 @@ def variants() -> dict:
     }
 
 
+class _Frozen:
+    """Diagnostic variant ``frozen``: every frame gets the first frame's chroma (a perfect
+    hold of a still shot): what the join, rounding and x264 leave of flicker on their own."""
+
+    def __init__(self):
+        self.first, self.cuts = None, 0
+
+    def __call__(self, ab, L):
+        if self.first is None:
+            self.first = ab[:1].clone()
+        return self.first.expand_as(ab).clone()
+
+
 def custom_variant(name: str):
     """'m<memory>l<lookahead>[h<hold>]' (e.g. m64l24, m32l24h0): the filter with other
     settings, for tuning (h: ``CodeHold`` threshold, default 1; h0: no hold)."""
     import re
     from tint.stabilize import ChromaSmoother, ChromaStabilizer, CodeHold
     from tint.video import FrameColorizer
+    if name == "frozen":
+        def frozen(r, lay, size):
+            step = FrameColorizer(r, lay, size=size, lookahead=0)
+            step.stabilizer = _Frozen()
+            return step
+        return frozen
     got = re.fullmatch(r"m(\d+)l(\d+)(?:h(\d+))?", name)
     if not got:
         return None
@@ -278,8 +298,9 @@ def main(argv=None) -> int:
                     help="film segments (seconds); '' for none")
     ap.add_argument("--synthetic", default=",".join(s[0] for s in SYNTHETIC), help="synthetic clips; '' for none")
     ap.add_argument("--variants", default=None,
-                    help="comma-separated: off, causal, default, or m<memory>l<lookahead>[h<hold>] such as "
-                         "m64l24 or m32l24h0 (default: off,causal,default; 'off' is always run)")
+                    help="comma-separated: off, causal, default, m<memory>l<lookahead>[h<hold>] such as "
+                         "m64l24 or m32l24h0, or frozen (the first frame's chroma throughout: the floor "
+                         "of a still shot) (default: off,causal,default; 'off' is always run)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=None,
                     help="keep the network's chroma in this folder between runs (for trying filters)")
@@ -312,7 +333,9 @@ def main(argv=None) -> int:
     wanted = [s for s in args.synthetic.split(",") if s.strip()]
     clips += [synthetic_clip(n, p, k, a, args.seconds) for n, p, k, a in SYNTHETIC if n in wanted]
     git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    meta = {"commit": git.stdout.strip(), "weights": str(args.weights or "bundled tint-default"),
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "tint", "scripts"],
+                           capture_output=True, text=True).stdout.strip()
+    meta = {"commit": os.environ.get("TINT_COMMIT") or git.stdout.strip() + ("-dirty" if dirty else ""), "weights": str(args.weights or "bundled tint-default"),
             "device": str(runner.device), "size": args.size or runner.size, "batch": args.batch,
             "seconds": args.seconds, "clip_size": f"{W}x{H}", "variants": names}
     results = {}

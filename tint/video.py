@@ -1,8 +1,9 @@
 """``tint video``: colorize a film; frame count, timestamps, audio and subtitles kept.
 
     decode thread: luma (Y plane) of each frame -> pinned batch buffers
-      -> device thread: async H2D, LUT -> L, network, stabilizer (flow + blend), join, -> yuv420p
-         planes, async D2H into pinned buffers (one CUDA stream, no host sync)
+      -> device thread: async H2D, LUT -> L, network, temporal filter (flow, running means over
+         the last and next frames: output lags 24 frames), join, -> yuv420p planes (CodeHold on
+         Cb/Cr), async D2H into pinned buffers (one CUDA stream, no host sync)
       -> encode thread: planes straight into the encoder -> closed segments in a work dir
     at the end: segments + the input's audio/subtitle packets, remuxed (no re-encode) ──> OUT
 
