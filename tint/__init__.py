@@ -7,7 +7,7 @@
 """
 __version__ = "0.1.0"
 
-from .api import Runner, colorize, load          # noqa: E402
-from .errors import TintError                    # noqa: E402
+from .api import Runner, colorize, load
+from .core.errors import TintError
 
 __all__ = ["colorize", "load", "Runner", "TintError", "__version__"]

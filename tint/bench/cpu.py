@@ -50,9 +50,9 @@ def _stats(ms: list[float]) -> dict:
 
 
 def run_cpu(args) -> int:
-    from .api import Runner
-    from .bench import git_commit, parse_inputs, versions
-    from .onnx_runtime import ort_version
+    from ..api import Runner
+    from .gpu import git_commit, parse_inputs, versions
+    from ..engine.onnx import ort_version
 
     log = (lambda *a: print(*a, file=sys.stderr, flush=True))
     t_start = time.perf_counter()
@@ -98,7 +98,7 @@ def run_cpu(args) -> int:
                        "setup": setups, "elapsed_s": round(time.perf_counter() - t_start, 1)}, "rows": rows}
     print(format_cpu_table(result))
     if args.json:
-        from .weights import atomic_write
+        from ..core.files import atomic_write
         p = Path(args.json)
         p.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(p, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1, default=str)))

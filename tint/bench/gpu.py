@@ -35,42 +35,13 @@ from pathlib import Path
 
 import torch
 
-from .errors import TintError
+from ..core.errors import TintError
+
 
 INPUTS = {"224": (224, 224), "512": (512, 512), "1080p": (1080, 1920), "4k": (2160, 3840)}
 VARIANTS = ("eager-fp32", "eager-fp16", "compiled", "engine")
 
 
-def add_arguments(p):
-    from .model import BACKBONES
-    p.add_argument("--backbone", choices=list(BACKBONES), default="vgg16",
-                   help="random-weight model to bench when no --weights is given (default vgg16)")
-    p.add_argument("--output", choices=["ab", "bins"], default="ab",
-                   help="head of the random-weight model: regression or Q-bin classification")
-    p.add_argument("--inputs", default=None,
-                   help="comma list of 224, 512, 1080p, 4k or WxH (default: all four on a GPU; "
-                        "256,320x240,1080p on a CPU)")
-    p.add_argument("--max-batch", type=int, default=64, help="largest batch tried for throughput")
-    p.add_argument("--compile", default="512", dest="compile_inputs",
-                   help="inputs that get the torch.compile variant: comma list, 'all' or 'none' "
-                        "(max-autotune compiles take about a minute per shape; default 512)")
-    p.add_argument("--compile-mode", default="max-autotune")
-    p.add_argument("--compile-batches", default="same",
-                   help="batches for the compiled variant: 'same' as the engine (1..--max-batch, fair), "
-                        "'best' (1 and the engine's best), 'top' (the engine's best only), or a comma list; "
-                        "per input as 'INPUT:SPEC' entries separated by ';' (e.g. '512:1,32;top'); "
-                        "each batch is a fresh compile")
-    p.add_argument("--budget", type=float, default=330.0,
-                   help="seconds: past this, remaining compiles and batch sweeps are skipped")
-    p.add_argument("--json", default=None, help="write all numbers to this JSON file")
-    p.add_argument("--profile", default=None, metavar="DIR",
-                   help="also write a torch.profiler kernel table of the engine at 512 and 4K to DIR")
-    p.add_argument("--quick", action="store_true", help="shorter timings (smoke test)")
-    p.add_argument("--repeats", type=int, default=7,
-                   help="CPU mode: timed eager/onnx pairs per measurement, after 2 warm-ups (default 7)")
-
-
-# --------------------------------------------------------------------------- helpers
 def parse_inputs(spec: str) -> list[tuple[str, int, int]]:
     out = []
     for tok in (t.strip().lower() for t in spec.split(",") if t.strip()):
@@ -96,7 +67,7 @@ def parse_inputs(spec: str) -> list[tuple[str, int, int]]:
 def random_model(backbone: str, output: str):
     """He-initialised random weights (activations keep their scale through the encoder, so
     fp16 sees realistic magnitudes) and random BN statistics."""
-    from .model import Colorizer, ColorizerConfig
+    from ..core.model import Colorizer, ColorizerConfig
     torch.manual_seed(0)
     m = Colorizer(ColorizerConfig(backbone=backbone, output=output))
     for mod in m.modules():
@@ -117,7 +88,7 @@ def git_commit() -> str:
     if os.environ.get("TINT_COMMIT"):
         return os.environ["TINT_COMMIT"]
     try:
-        root = Path(__file__).resolve().parents[1]
+        root = Path(__file__).resolve().parents[2]
         r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if r.returncode == 0:
             dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
@@ -230,8 +201,8 @@ def network_flops(model, work, device) -> int:
 # --------------------------------------------------------------------------- variants
 def make_stage_fn(net_fn, work):
     """The eager frame path around ``net_fn`` (L_work fp32 -> ab): tint's own torch ops."""
-    from .api import resize_lightness
-    from .kernels import join_u8_reference, lightness_u8_reference
+    from ..core.pipeline import resize_lightness
+    from ..engine.kernels import join_u8_reference, lightness_u8_reference
 
     def fn(x):
         L = lightness_u8_reference(x)
@@ -247,22 +218,13 @@ def eager_fp16_net(model, device):
     return net
 
 
-# --------------------------------------------------------------------------- bench
-def run(args) -> int:
-    """``tint bench``: the variants below on a GPU; on a CPU eager vs ONNX Runtime (bench_cpu)."""
-    from .api import pick_device
-    if pick_device(args.device).type == "cpu":
-        from .bench_cpu import run_cpu
-        return run_cpu(args)
-    return run_variants(args)
-
-
 def run_variants(args) -> int:
     """eager-fp32 / eager-fp16 / compiled / engine on args.device (a CPU runs the fp32 two)."""
-    from .api import pick_device
-    from .engine import Engine, FramePipeline
-    from .model import working_shape
-    from .weights import load_weights, resolve
+    from ..api import pick_device
+    from ..engine.graphs import Engine
+    from ..engine.frames import FramePipeline
+    from ..core.model import working_shape
+    from ..core.weights import load_weights, resolve
 
     device = pick_device(args.device)
     args.inputs = args.inputs or "224,512,1080p,4k"
@@ -372,7 +334,7 @@ def run_variants(args) -> int:
     result["targets"] = targets(rows, h2h)
     print(format_table(rows, peak, h2h, result["targets"]))
     if args.json:
-        from .weights import atomic_write
+        from ..core.files import atomic_write
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1, default=str)))
@@ -458,7 +420,7 @@ def _sweep(timer, factory, batches, device, over, compiled) -> dict:
 
 def host_to_host(engine, device, timer, args) -> dict:
     """4K frames from pinned host memory to pinned host memory through FramePipeline."""
-    from .engine import FramePipeline
+    from ..engine.frames import FramePipeline
     size = int(args.size or engine.config.size)
     pipe = FramePipeline(engine, size=size)
     H, W = INPUTS["4k"]
@@ -546,7 +508,7 @@ def format_table(rows, peak, h2h, tg) -> str:
 def profile(engine, device, out_dir, size) -> None:
     """torch.profiler table of the engine's kernels (eager, same kernels as the graphs) at 512 and 4K."""
     from torch.profiler import ProfilerActivity, profile as tprofile
-    from .engine import FramePipeline
+    from ..engine.frames import FramePipeline
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, (H, W), sz, B in (("512", INPUTS["512"], 512, 1), ("512-b32", INPUTS["512"], 512, 32),

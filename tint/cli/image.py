@@ -14,9 +14,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EXIT_INTERNAL, EXIT_SOME_FAILED, TintError, debug, internal_error
+from ..core.errors import EXIT_INTERNAL, EXIT_SOME_FAILED, TintError, debug, internal_error
 
-SAMPLE = Path(__file__).parent / "samples" / "sample.jpg"
+
+SAMPLE = Path(__file__).parents[1] / "samples" / "sample.jpg"
 # Extensions that name an image file (so -o with one of them is a file, never a folder).
 IMAGE_EXTENSIONS = frozenset({".gif", ".jfif", ".jpe", ".tga", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".icns",
                               ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".jpx", ".psd", ".svg",
@@ -86,7 +87,7 @@ def _glob_root(pattern: str) -> Path:
 def _folder_images(folder: Path, recursive: bool, skip: Path | None = None) -> tuple[list[Path], int]:
     """(images in ``folder``, how many subfolders were left out for being ``skip``): the
     output folder is never walked, so a second run does not colorize the first run's outputs."""
-    from .io import READ_EXTENSIONS
+    from ..media.io import READ_EXTENSIONS
 
     def image(p: Path) -> bool:
         return p.suffix.lower() in READ_EXTENSIONS and not p.name.startswith(".") and p.is_file()
@@ -151,7 +152,7 @@ def collect(inputs: list[str], recursive: bool, output: str | None = None) -> tu
 
 
 def _output_suffix(src: Path, fmt: str | None) -> str:
-    from .io import WRITE_FORMATS
+    from ..media.io import WRITE_FORMATS
     if fmt:
         return "." + fmt
     ext = src.suffix.lower()
@@ -163,7 +164,7 @@ def plan_outputs(jobs: list[Job], output: str, fmt: str | None) -> tuple[list[tu
 
     One input and an OUT with an image extension: OUT is the file.  Otherwise OUT is a
     folder (created here; TintError, i.e. a usage error, if that is impossible)."""
-    from .io import WRITE_FORMATS
+    from ..media.io import WRITE_FORMATS
     out = Path(output)
     ext = out.suffix.lower()
     if ext and ext not in WRITE_FORMATS and ext in IMAGE_EXTENSIONS and not out.is_dir():
@@ -241,16 +242,16 @@ def run_image(args) -> int:
 
 
 def _run_image(args) -> int:
-    from .files import clean_stale_parts
-    from .io import ANIMATED_FORMATS, ANIMATED_WRITE_FORMATS, output_format, read_image, write_image
-    from .pixels import has_colour
+    from ..core.files import clean_stale_parts
+    from ..media.io import ANIMATED_FORMATS, ANIMATED_WRITE_FORMATS, output_format, read_image, write_image
+    from ..core.pixels import has_colour
 
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise TintError(f"--quality must be between 1 and 100, got {args.quality}")
     inputs = list(args.inputs) + ([str(SAMPLE)] if args.sample else [])
     if not inputs:
         raise TintError("no inputs: give image files, folders or globs (or --sample)")
-    from .weights import resolve
+    from ..core.weights import resolve
     resolve(args.weights)         # no weights is a usage error: say so before touching any file
     jobs, failures, notes = collect(inputs, args.recursive, args.output)
     for note in notes:
@@ -273,8 +274,8 @@ def _run_image(args) -> int:
         import torch
         from tqdm import tqdm
 
-        from . import load
-        from .cli import load_options
+        from ..api import load
+        from .options import load_options
         runner = load(args.weights, args.device, **load_options(args))  # once for the whole batch
         said: set[str] = set()
         bar = tqdm(todo, desc="tint image", unit="img", file=sys.stderr, dynamic_ncols=True,
@@ -328,81 +329,3 @@ def _run_image(args) -> int:
               f"(use --overwrite to replace them)", file=sys.stderr)
     print(f"{done} colorized, {failed} failed, {skipped} skipped (exist)")
     return EXIT_INTERNAL if internal else EXIT_SOME_FAILED if failed else 0
-
-
-# --------------------------------------------------------------------------- info
-def add_info_arguments(p: argparse.ArgumentParser) -> None:
-    pass    # only the shared --weights / --device / --size
-
-
-def run_info(args) -> int:
-    import platform
-
-    import torch
-
-    from . import __version__
-    from .api import pick_device
-    from .model import Colorizer
-    from .weights import read_header, resolve
-
-    rows = [("tint", __version__), ("python", platform.python_version()), ("torch", torch.__version__)]
-    try:
-        import cv2
-        rows.append(("opencv", cv2.__version__))
-    except ImportError:
-        rows.append(("opencv", "not installed (16-bit colour images are read and written as 8-bit)"))
-    device = pick_device(args.device)
-    name = str(device)
-    if device.type == "cuda":
-        name += f" ({torch.cuda.get_device_name(device)})"
-    rows.append(("device", name))
-    try:
-        path = resolve(args.weights)
-    except TintError as e:
-        if args.weights is not None:
-            raise
-        rows.append(("weights", f"none: {e}"))
-        path = None
-    if path is not None:
-        config, meta = read_header(path)
-        params = sum(p.numel() for p in Colorizer(config).parameters())
-        rows += [("weights", f"{path} ({path.stat().st_size / 1e6:.1f} MB)"),
-                 ("config", ", ".join(f"{k}={v}" for k, v in config.to_dict().items())),
-                 *_meta_rows(meta),
-                 ("parameters", f"{params:,}"),
-                 ("working size", str(args.size or config.size)),
-                 _backend_row(device, path)]
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k:<{width}}  {v}")
-    return 0
-
-
-def _backend_row(device, path) -> tuple[str, str]:
-    """The runtime every command runs this model with on this device, and why: on a CPU
-    the real choice (the in-memory ONNX export is made and checked, a few seconds)."""
-    if device.type == "cuda":
-        return "backend", "engine (tint.engine: folded BN, fused kernels, CUDA graphs) on CUDA"
-    from .onnx_runtime import cpu_network, weights_key
-    from .weights import load_weights
-    model, _ = load_weights(path)
-    _, backend, why = cpu_network(model, "auto", "fp32", key=weights_key(path))
-    return "backend", f"{backend}: {why}"
-
-
-def _meta_rows(meta: dict) -> list[tuple[str, str]]:
-    """The metadata a person reads first; nested training details (args, data) are summarized."""
-    if not meta:
-        return [("meta", "(none)")]
-    rows = [(k, str(meta[k])) for k in ("name", "description", "data_terms", "note") if k in meta]
-    ev = meta.get("dev_eval")
-    if isinstance(ev, dict) and "psnr" in ev:
-        rows.append(("dev eval", f"PSNR {ev['psnr']:.2f} dB (gray {ev.get('gray_psnr', float('nan')):.2f}), "
-                                 f"colorfulness {ev.get('colorfulness', 0):.1f} "
-                                 f"(truth {ev.get('colorfulness_truth', 0):.1f})"))
-    if "steps" in meta:
-        rows.append(("training", f"{meta.get('trained_with', '?')}, {meta['steps']} steps, "
-                                 f"{(meta.get('data') or {}).get('images', '?')} images"))
-    rest = sorted(set(meta) - {"name", "description", "data_terms", "note", "dev_eval", "steps"})
-    rows.append(("meta keys", ", ".join(rest) or "(none)"))
-    return rows

@@ -5,6 +5,8 @@
     check_saturation(s)               -> the colourfulness factor, or a TintError
     check_pixels(array)               -> an image array's dtype and value range, or a TintError
     has_colour(rgb)                   -> is a photo already in colour?  (a note, not an error)
+    decode_pil(im)                    -> a Pillow image's pixels as an array, one rule for every interface
+    icc_colorspace(icc)               -> the colour space an ICC profile describes
 
 The working shape keeps the input's aspect ratio while it can: about ``size * size``
 pixels, each side a multiple of ``m``.  A very thin image (1 x 1,000,000) cannot keep it
@@ -121,3 +123,54 @@ def has_colour(rgb: np.ndarray, samples: int = 128) -> bool:
         m = bins == k
         spread[m] = np.hypot(cb[m] - np.median(cb[m]), cr[m] - np.median(cr[m]))
     return float(np.percentile(spread, 95)) > 4.0
+
+
+def decode_pil(im, name="image") -> np.ndarray:
+    """Pillow image (any mode) -> (H, W, C) uint8/uint16 array, C in 1..4 (2 and 4 carry alpha).
+
+    The one rule for every interface (files, uploads, ``tint.colorize`` on a PIL image):
+    32-bit integer ("I") images hold 16-bit counts, float ("F") images hold values in
+    [0, 1], as float arrays do; anything else is a TintError naming what was found.  Other
+    modes (LAB, HSV, YCbCr, CMYK...) become RGB."""
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16)[:, :, None]
+    if mode == "I":
+        a = np.asarray(im)
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise TintError(f"{name}: 32-bit integer pixels must be 16-bit counts (0..65535); "
+                            f"this image holds {lo}..{hi}")
+        return a.astype(np.uint16)[:, :, None]
+    if mode == "F":
+        try:
+            a = check_pixels(np.asarray(im, np.float32))
+        except TintError as e:
+            raise TintError(f"{name}: {e}") from None
+        return np.rint(np.clip(a, 0, 1) * 65535).astype(np.uint16)[:, :, None]
+    if mode == "1":
+        im = im.convert("L")
+    elif mode in ("P", "PA"):
+        im = im.convert("RGBA" if (mode == "PA" or "transparency" in im.info) else "RGB")
+    elif mode == "La":
+        im = im.convert("LA")
+    elif mode in ("RGBa", "RGBX"):
+        im = im.convert("RGBA" if mode == "RGBa" else "RGB")
+    elif mode == "L" and "transparency" in im.info:
+        im = im.convert("LA")
+    elif mode == "RGB" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        try:
+            im = im.convert("RGB")
+        except ValueError:
+            raise TintError(f"{name}: unsupported colour mode {mode}") from None
+    a = np.asarray(im)
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def icc_colorspace(icc: bytes | None) -> str | None:
+    """The data colour space an ICC profile describes ('RGB', 'GRAY', 'CMYK', ...), or None."""
+    if not icc or len(icc) < 20:
+        return None
+    return icc[16:20].decode("latin-1").strip() or None

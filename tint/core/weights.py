@@ -23,7 +23,7 @@ from .model import BACKBONES, Colorizer, ColorizerConfig
 from .pixels import MAX_SIZE, MIN_SIZE
 
 FORMAT = "tint-weights/1"
-PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+PACKAGE_WEIGHTS = Path(__file__).parents[1] / "weights"     # tint/weights/: package data
 
 
 @dataclass(frozen=True)

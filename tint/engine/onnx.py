@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import TintError
+from ..core.errors import TintError
 
 BACKENDS = ("auto", "eager", "onnx")
 OPSET = 17
@@ -84,7 +84,7 @@ def export(model: torch.nn.Module, path: str | os.PathLike | None = None) -> byt
         model.train(was_training)
     data = buf.getvalue()
     if path is not None:
-        from .weights import atomic_write
+        from ..core.files import atomic_write
         atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
     return data
 
@@ -200,7 +200,7 @@ def cpu_network(model, backend: str, precision: str, key=None):
 def main(argv=None) -> int:
     """``python -m tint.onnx_runtime --weights NAME|FILE --out model.onnx``: write the export."""
     import argparse
-    from .weights import load_weights, resolve
+    from ..core.weights import load_weights, resolve
     p = argparse.ArgumentParser(prog="python -m tint.onnx_runtime", description=main.__doc__)
     p.add_argument("--weights", default=None)
     p.add_argument("--out", required=True)

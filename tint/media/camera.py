@@ -12,7 +12,6 @@ left ``cap.read()`` to the moment its colorized version was shown or written.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TintError
+from ..core.errors import TintError
+
 
 WINDOW = "tint camera (q to quit)"
 
@@ -135,7 +135,8 @@ class Recorder:
     ``.part`` name and renamed when closed."""
 
     def __init__(self, path: Path, size: tuple[int, int], fps: float, quality: int | None = None):
-        from .video import import_av, output_spec
+        from .video.formats import import_av
+        from .video.encode import output_spec
         av = import_av()
         self.path = Path(path)
         spec = output_spec(self.path, None, quality)
@@ -205,7 +206,7 @@ def camera_loop(runner, source, *, output: Path | None = None, headless: bool = 
     """Run the live loop until the source ends, ``frames`` are done, or q/ESC is pressed."""
     cv2 = import_cv2()
     from .stabilize import ChromaStabilizer
-    from .video import colorize_frames
+    from .video.step import colorize_frames
     src = parse_source(str(source))
     cap = Capture(src, pace=not isinstance(src, int) and "://" not in str(src) if pace is None else pace)
     stabilizer = ChromaStabilizer() if stabilize else None
@@ -248,32 +249,3 @@ def camera_loop(runner, source, *, output: Path | None = None, headless: bool = 
     stats.fps = stats.frames / stats.seconds if stats.seconds > 0 else 0.0
     stats.captured, stats.dropped = cap.frames, cap.buffer.dropped
     return stats
-
-
-def add_camera_arguments(p) -> None:
-    p.add_argument("--source", default="0", help="camera index (0), stream URL or video file (default 0)")
-    p.add_argument("--output", default=None, help="also record the colorized frames to this file (.mp4 .mkv .webm)")
-    p.add_argument("--headless", action="store_true", help="no window (also automatic without a display)")
-    p.add_argument("--frames", type=int, default=None, help="stop after this many colorized frames")
-    p.add_argument("--no-stabilize", dest="stabilize", action="store_false", help="no temporal smoothing")
-
-
-def run_camera(args) -> int:
-    from .api import load
-    if args.frames is not None and args.frames < 1:
-        raise TintError(f"--frames must be at least 1, got {args.frames}")
-    headless = args.headless
-    if not headless and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        print("tint camera: no display found; running headless", file=sys.stderr)
-        headless = True
-    output = Path(args.output) if args.output else None
-    if output is not None and not output.parent.is_dir():
-        raise TintError(f"{output.parent}: output folder does not exist")
-    from .cli import load_options
-    runner = load(args.weights, device=args.device, **load_options(args))
-    stats = camera_loop(runner, args.source, output=output, headless=headless, frames=args.frames,
-                        size=args.size, stabilize=args.stabilize)
-    print(f"tint camera: {stats.summary()}", file=sys.stderr)
-    if output is not None and stats.frames:
-        print(f"tint camera: recorded {output}", file=sys.stderr)
-    return 0

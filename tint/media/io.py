@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TintError
-from .files import atomic_write
-from .pixels import check_pixels
+from ..core.errors import TintError
+from ..core.files import atomic_write
+from ..core.pixels import decode_pil, icc_colorspace
 
 DEFAULT_MAX_PIXELS = 250_000_000
 # Extensions tint writes, and the Pillow format of each.
@@ -204,50 +204,6 @@ def _cmyk_to_rgb(im, icc: bytes | None):
     return im.convert("RGB")
 
 
-def decode_pil(im, name="image") -> np.ndarray:
-    """Pillow image (any mode) -> (H, W, C) uint8/uint16 array, C in 1..4 (2 and 4 carry alpha).
-
-    The one rule for every interface (files, uploads, ``tint.colorize`` on a PIL image):
-    32-bit integer ("I") images hold 16-bit counts, float ("F") images hold values in
-    [0, 1], as float arrays do; anything else is a TintError naming what was found.  Other
-    modes (LAB, HSV, YCbCr, CMYK...) become RGB."""
-    mode = im.mode
-    if mode.startswith("I;16"):
-        return np.asarray(im).astype(np.uint16)[:, :, None]
-    if mode == "I":
-        a = np.asarray(im)
-        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
-        if lo < 0 or hi > 65535:
-            raise TintError(f"{name}: 32-bit integer pixels must be 16-bit counts (0..65535); "
-                            f"this image holds {lo}..{hi}")
-        return a.astype(np.uint16)[:, :, None]
-    if mode == "F":
-        try:
-            a = check_pixels(np.asarray(im, np.float32))
-        except TintError as e:
-            raise TintError(f"{name}: {e}") from None
-        return np.rint(np.clip(a, 0, 1) * 65535).astype(np.uint16)[:, :, None]
-    if mode == "1":
-        im = im.convert("L")
-    elif mode in ("P", "PA"):
-        im = im.convert("RGBA" if (mode == "PA" or "transparency" in im.info) else "RGB")
-    elif mode == "La":
-        im = im.convert("LA")
-    elif mode in ("RGBa", "RGBX"):
-        im = im.convert("RGBA" if mode == "RGBa" else "RGB")
-    elif mode == "L" and "transparency" in im.info:
-        im = im.convert("LA")
-    elif mode == "RGB" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    elif mode not in ("L", "LA", "RGB", "RGBA"):
-        try:
-            im = im.convert("RGB")
-        except ValueError:
-            raise TintError(f"{name}: unsupported colour mode {mode}") from None
-    a = np.asarray(im)
-    return a[:, :, None] if a.ndim == 2 else a
-
-
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1..8) to an (H, W, ...) array: the same result as
     PIL.ImageOps.exif_transpose."""
@@ -361,13 +317,6 @@ def read_image(path: str | os.PathLike) -> ImageData:
     if icc is not None and icc_colorspace(icc) not in ("RGB", "GRAY"):
         icc = None
     return ImageData(np.ascontiguousarray(a), alpha, icc, exif, fmt, n, more, durations, loop)
-
-
-def icc_colorspace(icc: bytes | None) -> str | None:
-    """The data colour space an ICC profile describes ('RGB', 'GRAY', 'CMYK', ...), or None."""
-    if not icc or len(icc) < 20:
-        return None
-    return icc[16:20].decode("latin-1").strip() or None
 
 
 # --------------------------------------------------------------------------- writing

@@ -29,14 +29,14 @@ import asyncio
 import io
 import ipaddress
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from importlib import resources
 
-from .errors import TintError
-from .pixels import MAX_SATURATION, MAX_SIZE, MIN_SATURATION, MIN_SIZE, check_saturation
+from ..core.errors import TintError
+from ..core.pixels import MAX_SATURATION, MAX_SIZE, MIN_SATURATION, MIN_SIZE, check_saturation
+
 
 INSTALL_HINT = 'pip install "tint[serve]"'
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg")}
@@ -56,28 +56,6 @@ class RequestError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-# --------------------------------------------------------------------------- CLI
-def add_arguments(parser) -> None:
-    g = parser.add_argument_group("server")
-    g.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1: this machine only)")
-    g.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    g.add_argument("--max-upload-mb", type=float, default=25.0,
-                   help="largest request body accepted, in MB (default 25)")
-    g.add_argument("--max-pixels", type=int, default=40_000_000,
-                   help="largest image accepted, in pixels, checked before decoding (default 40M)")
-    g.add_argument("--concurrency", type=int, default=4,
-                   help="requests colorized at once (default 4)")
-    g.add_argument("--queue", type=int, default=16,
-                   help="requests that may wait for a free slot; beyond them: 503 busy (default 16)")
-    g.add_argument("--queue-timeout", type=float, default=30.0, metavar="S",
-                   help="longest a request waits in the queue before 503 busy (default 30 s)")
-    g.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
-                   help="a request's whole body must arrive within S seconds, else 408 (default 30)")
-    g.add_argument("--idle-timeout", type=float, default=10.0, metavar="S",
-                   help="a body that sends nothing for S seconds is dropped with 408 (default 10)")
 
 
 @dataclass(frozen=True)
@@ -107,31 +85,8 @@ class Limits:
                 raise TintError(f"{name} must be a positive number of seconds, got {v:g}")
 
 
-def run(args) -> int:
-    uvicorn = _import_server()[1]
-    limits = Limits(int(args.max_upload_mb * 1_000_000), args.max_pixels, args.concurrency, args.queue,
-                    args.queue_timeout, args.body_timeout, args.idle_timeout)
-    warning = exposure_warning(args.host)
-    if warning:
-        print(warning, file=sys.stderr)
-    sock = bind_socket(args.host, args.port)          # before loading: a taken port fails fast
-    try:
-        from .api import load
-        from .cli import load_options
-        runner = load(args.weights, args.device, size=args.size, **load_options(args))
-        app = create_app(runner, limits, bind_host=args.host)
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"tint serve: {runner.config.backbone} model on {runner.device}, working size {runner.size}, "
-              f"{limits.concurrency} at once + {limits.queue} queued; "
-              f"open http://{shown}:{port}/  (Ctrl+C stops)", file=sys.stderr, flush=True)
-        uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
-    finally:
-        sock.close()
-    return 0
 
-
-def _import_server():
+def import_server():
     try:
         import starlette  # noqa: F401
         import uvicorn
@@ -226,7 +181,7 @@ def parse_options(query, default_size: int, default_saturation: float = 1.0) -> 
 def decode_image(data: bytes, max_pixels: int):
     """Image bytes -> a loaded PIL image.  The header is checked as ``tint.io`` checks files
     (size against ``max_pixels`` before any pixel is decoded); the type comes from the bytes."""
-    from .io import NotAnImage, TooManyPixels, open_header
+    from ..media.io import NotAnImage, TooManyPixels, open_header
     if not data:
         raise RequestError(400, "empty body: send the image bytes (raw or multipart/form-data)")
     try:
@@ -269,8 +224,8 @@ def colorize_bytes(runner, data: bytes, opts: Options, max_pixels: int) -> tuple
     photo that was already in colour)."""
     import numpy as np
 
-    from .api import colorize
-    from .pixels import has_colour
+    from ..api import colorize
+    from ..core.pixels import has_colour
     img = decode_image(data, max_pixels)
     notes = []
     try:
@@ -432,19 +387,19 @@ def foreign_origin(scope) -> str | None:
 
 
 def page_html() -> bytes:
-    return resources.files("tint").joinpath("static/index.html").read_bytes()
+    return resources.files("tint.serve").joinpath("static/index.html").read_bytes()
 
 
 def create_app(runner, limits: Limits = Limits(), *, bind_host: str = "127.0.0.1"):
     """The Starlette app serving ``runner``.  Pure: no sockets, usable with any ASGI server."""
-    _import_server()
+    import_server()
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from . import __version__
+    from .. import __version__
 
     slots = Slots(limits.concurrency, limits.queue)
     page = page_html()
@@ -601,7 +556,7 @@ class BackgroundServer:
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
         if not is_loopback(host):
             raise TintError(f"BackgroundServer binds loopback only, got {host!r}")
-        uvicorn = _import_server()[1]
+        uvicorn = import_server()[1]
         self.sock = bind_socket(host, port)
         h, p = self.sock.getsockname()[:2]
         self.url = f"http://{'[' + h + ']' if ':' in h else h}:{p}"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TintError
+from ..core.errors import TintError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 PACK_FORMAT = "tint-pack/1"
@@ -101,7 +101,7 @@ def build_pack(folders, out_path, size: int = 224, workers: int | None = None,
     uint8) plus a JSON sidecar; files whose name is in ``exclude`` (a held-out split) are
     left out.  An existing pack whose sidecar lists the same files (path and byte size)
     and the same ``size`` is reused.  Returns (path, sidecar)."""
-    from .weights import atomic_write
+    from ..core.files import atomic_write
     out_path = Path(out_path)
     if out_path.suffix != ".npy":
         raise TintError(f"pack path must end in .npy, got {out_path}")
@@ -268,7 +268,7 @@ class GpuBatches:
 
     def batch_lab(self, step: int):
         """(L (B, 1, crop, crop) in [0, 100], ab (B, 2, crop, crop)) for global ``step``."""
-        from .color import rgb_to_lab
+        from ..core.color import rgb_to_lab
         lab = rgb_to_lab(self.rgb(step))
         return lab[:, :1].contiguous(), lab[:, 1:].contiguous()
 

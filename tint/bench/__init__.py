@@ -1,0 +1,1 @@
+"""Benchmarks: the GPU variants table (``gpu``) and CPU eager vs ONNX Runtime (``cpu``)."""

@@ -1,0 +1,84 @@
+"""``tint info``: the model, the device, the backend that runs and why, the versions."""
+from __future__ import annotations
+
+import argparse
+
+from ..core.errors import TintError
+
+
+# --------------------------------------------------------------------------- info
+def add_info_arguments(p: argparse.ArgumentParser) -> None:
+    pass    # only the shared --weights / --device / --size
+
+
+def run_info(args) -> int:
+    import platform
+
+    import torch
+
+    from .. import __version__
+    from ..api import pick_device
+    from ..core.model import Colorizer
+    from ..core.weights import read_header, resolve
+
+    rows = [("tint", __version__), ("python", platform.python_version()), ("torch", torch.__version__)]
+    try:
+        import cv2
+        rows.append(("opencv", cv2.__version__))
+    except ImportError:
+        rows.append(("opencv", "not installed (16-bit colour images are read and written as 8-bit)"))
+    device = pick_device(args.device)
+    name = str(device)
+    if device.type == "cuda":
+        name += f" ({torch.cuda.get_device_name(device)})"
+    rows.append(("device", name))
+    try:
+        path = resolve(args.weights)
+    except TintError as e:
+        if args.weights is not None:
+            raise
+        rows.append(("weights", f"none: {e}"))
+        path = None
+    if path is not None:
+        config, meta = read_header(path)
+        params = sum(p.numel() for p in Colorizer(config).parameters())
+        rows += [("weights", f"{path} ({path.stat().st_size / 1e6:.1f} MB)"),
+                 ("config", ", ".join(f"{k}={v}" for k, v in config.to_dict().items())),
+                 *_meta_rows(meta),
+                 ("parameters", f"{params:,}"),
+                 ("working size", str(args.size or config.size)),
+                 _backend_row(device, path)]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def _backend_row(device, path) -> tuple[str, str]:
+    """The runtime every command runs this model with on this device, and why: on a CPU
+    the real choice (the in-memory ONNX export is made and checked, a few seconds)."""
+    if device.type == "cuda":
+        return "backend", "engine (tint.engine: folded BN, fused kernels, CUDA graphs) on CUDA"
+    from ..engine.onnx import cpu_network, weights_key
+    from ..core.weights import load_weights
+    model, _ = load_weights(path)
+    _, backend, why = cpu_network(model, "auto", "fp32", key=weights_key(path))
+    return "backend", f"{backend}: {why}"
+
+
+def _meta_rows(meta: dict) -> list[tuple[str, str]]:
+    """The metadata a person reads first; nested training details (args, data) are summarized."""
+    if not meta:
+        return [("meta", "(none)")]
+    rows = [(k, str(meta[k])) for k in ("name", "description", "data_terms", "note") if k in meta]
+    ev = meta.get("dev_eval")
+    if isinstance(ev, dict) and "psnr" in ev:
+        rows.append(("dev eval", f"PSNR {ev['psnr']:.2f} dB (gray {ev.get('gray_psnr', float('nan')):.2f}), "
+                                 f"colorfulness {ev.get('colorfulness', 0):.1f} "
+                                 f"(truth {ev.get('colorfulness_truth', 0):.1f})"))
+    if "steps" in meta:
+        rows.append(("training", f"{meta.get('trained_with', '?')}, {meta['steps']} steps, "
+                                 f"{(meta.get('data') or {}).get('images', '?')} images"))
+    rest = sorted(set(meta) - {"name", "description", "data_terms", "note", "dev_eval", "steps"})
+    rows.append(("meta keys", ", ".join(rest) or "(none)"))
+    return rows

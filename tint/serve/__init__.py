@@ -1,0 +1,1 @@
+"""The local web server (``server``) and its page (``static/``)."""
