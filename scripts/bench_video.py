@@ -40,7 +40,7 @@ def make_clip(src: Path, dst: Path, size: tuple[int, int], seconds: float, start
     """Upscaled gray copy of part of ``src`` with its audio; returns the frame count."""
     import av
     import cv2
-    from tint.video import gray_to_luma_lut
+    from tint.media.video.formats import gray_to_luma_lut
     tv = gray_to_luma_lut(False)
     W, H = size
     n = 0
@@ -87,8 +87,8 @@ def timed(fn):
 
 
 def random_weights(path: Path, backbone: str) -> Path:
-    from tint.model import Colorizer, ColorizerConfig
-    from tint.weights import save_weights
+    from tint.core.model import Colorizer, ColorizerConfig
+    from tint.core.weights import save_weights
     torch.manual_seed(0)
     return save_weights(Colorizer(ColorizerConfig(backbone=backbone)).eval(), path, meta={"note": "random, for speed"})
 
@@ -113,7 +113,10 @@ def main(argv=None) -> int:
 
     import av
     import tint
-    from tint.video import PASSTHROUGH, colorize_video, open_input, output_spec, warm_up
+    from tint.media.video.step import PASSTHROUGH, warm_up
+    from tint.media.video.pipeline import colorize_video
+    from tint.media.video.decode import open_input
+    from tint.media.video.encode import output_spec
 
     t_start = time.perf_counter()
     tmp = tempfile.TemporaryDirectory()

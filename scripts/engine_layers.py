@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tint import kernels as K                                   # noqa: E402
-from tint.bench import random_model                             # noqa: E402
-from tint.engine import Engine                                  # noqa: E402
+from tint.engine import kernels as K
+from tint.bench.gpu import random_model
+from tint.engine.graphs import Engine
 
 
 def main():

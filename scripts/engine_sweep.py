@@ -74,7 +74,7 @@ def synthetic_L(B, h, w, device, seed=0):
 
 
 def to_u8(L, ab):
-    from tint.api import join_chroma
+    from tint.core.pipeline import join_chroma
     return (join_chroma(L.float(), ab.float()) * 255).round().to(torch.uint8)
 
 
@@ -146,7 +146,7 @@ def profile_table(eng, device, B, out: Path, tag: str) -> list[str]:
 
 def frame_path(eng, device, B, reps):
     """uint8 (B, 512, 512, 3) -> uint8 through FramePipeline's graph, device to device."""
-    from tint.engine import FramePipeline
+    from tint.engine.frames import FramePipeline
     pipe = FramePipeline(eng, size=512)
     slot = pipe.device_slot(B, 512, 512)
     srcs = [torch.randint(0, 256, slot.dev_in.shape, dtype=torch.uint8, device=device) for _ in range(3)]
@@ -187,7 +187,7 @@ def kernel_table(device, B=16, reps=50):
     max-pool; "torch": the reference), µs and GB/s achieved
     (bytes = what a perfect kernel must move: inputs once, outputs once)."""
     import torch.nn.functional as F
-    from tint import kernels as K
+    from tint.engine import kernels as K
     cl = torch.channels_last
     h16 = dict(device=device, dtype=torch.float16)
     rows = []
@@ -231,7 +231,7 @@ def kernel_table(device, B=16, reps=50):
         [("new", lambda x=x: K.head_out(x, p)), ("torch", lambda x=x: K.head_out_reference(x, w, b))], {"rel": err})
     del x, ref
     # head out, bins (final_width 32, 261 bins), smaller batch: speed second priority
-    from tint.model import ab_bins
+    from tint.core.model import ab_bins
     bins = ab_bins(10.0).to(device)
     Bb = 4
     x = torch.relu(torch.randn(Bb, 32, 512, 512, **h16)).contiguous(memory_format=cl)
@@ -276,8 +276,8 @@ def main() -> int:
         print("engine_sweep: needs a CUDA GPU")
         return 2
     device = torch.device("cuda")
-    from tint import engine as E
-    from tint.bench import matmul_peak, network_flops, random_model, versions
+    from tint.engine.graphs import Engine
+    from tint.bench.gpu import matmul_peak, network_flops, random_model, versions
     STATE["stage"] = "setup"
     model = random_model("vgg16", "ab").to(device)
     flops = network_flops(model, (512, 512), device)
@@ -328,7 +328,7 @@ def main() -> int:
         t0 = time.perf_counter()
         eng = None
         try:
-            eng = E.Engine(model, **kw)
+            eng = Engine(model, **kw)
             row["describe"] = {k: v for k, v in eng.describe().items() if k != "graphs_cached"}
             STATE["stage"] = f"{name}: accuracy"
             row["acc"] = accuracy(eng, model, device)
@@ -367,7 +367,7 @@ def main() -> int:
     if elapsed() < budget - 30:
         STATE["stage"] = "profile"
         try:
-            eng = E.Engine(model, **(win["kw"] if win else {}))
+            eng = Engine(model, **(win["kw"] if win else {}))
             prof_lines = profile_table(eng, device, 16, out, "winner" if win else "default")
             del eng
         except Exception as ex:
@@ -376,7 +376,7 @@ def main() -> int:
     if win and elapsed() < budget - 15:
         STATE["stage"] = "frame path"
         try:
-            eng = E.Engine(model, **win["kw"])
+            eng = Engine(model, **win["kw"])
             B = int(win["best"]["B"])
             frame = {"B": B, "median_ms": frame_path(eng, device, B, max(5, args.reps // 2))}
             frame["img_s"] = B / (frame["median_ms"] / 1e3)

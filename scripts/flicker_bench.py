@@ -185,7 +185,7 @@ class CachedMotion:
     lightness): the flow is most of a filter's CPU time and the same for every setting."""
 
     def __init__(self):
-        import tint.stabilize as S
+        import tint.media.stabilize as S
         self.module, self.real, self.cache = S, S.motion, {}
 
     def __enter__(self):
@@ -208,7 +208,7 @@ def variants() -> dict:
     """name -> f(runner, layout, size) -> a ``colorize_video`` step.  ``off`` is the
     per-frame colorization the others are compared with; ``causal`` is the camera's filter
     (no lookahead); ``default`` is what ``tint video`` runs."""
-    from tint.video import FrameColorizer
+    from tint.media.video.step import FrameColorizer
     return {
         "off": lambda r, lay, size: FrameColorizer(r, lay, size=size, stabilize=False),
         "causal": lambda r, lay, size: FrameColorizer(r, lay, size=size, lookahead=0),
@@ -233,8 +233,8 @@ def custom_variant(name: str):
     """'m<memory>l<lookahead>[h<hold>]' (e.g. m64l24, m32l24h0): the filter with other
     settings, for tuning (h: ``CodeHold`` threshold, default 1; h0: no hold)."""
     import re
-    from tint.stabilize import ChromaSmoother, ChromaStabilizer, CodeHold
-    from tint.video import FrameColorizer
+    from tint.media.stabilize import ChromaSmoother, ChromaStabilizer, CodeHold
+    from tint.media.video.step import FrameColorizer
     if name == "frozen":
         def frozen(r, lay, size):
             step = FrameColorizer(r, lay, size=size, lookahead=0)
@@ -257,8 +257,8 @@ def custom_variant(name: str):
 # ----------------------------------------------------------------------------- scoring
 def score(out, ref, motion, per_frame=None) -> dict:
     from flicker_eval import static_flicker, warp_error
-    from tint.color import rgb_to_lab
-    from tint.evaluate import colorfulness, psnr
+    from tint.core.color import rgb_to_lab
+    from tint.training.evaluate import colorfulness, psnr
     y, cb, cr, rgb = out
     fl, static = static_flicker(y, cb, cr, mask_y=ref[0])
 
@@ -275,7 +275,7 @@ def score(out, ref, motion, per_frame=None) -> dict:
 def run_variant(make, runner, layout, args, gray_path: Path, out_path: Path, ref, motion, ref_flicker: float,
                 ref_chroma: float) -> dict:
     """One variant on one clip: ``tint video`` on the gray input, the output decoded and scored."""
-    from tint.video import colorize_video
+    from tint.media.video.pipeline import colorize_video
     step = make(runner, layout, args.size)
     t = time.perf_counter()
     colorize_video(gray_path, out_path, colorize_batch=step, batch=args.batch, overwrite=True, progress=False)
@@ -309,8 +309,9 @@ def main(argv=None) -> int:
 
     import tint
     from flicker_eval import flows, static_flicker, warp_error
-    from tint.evaluate import colorfulness
-    from tint.video import open_input, output_spec
+    from tint.training.evaluate import colorfulness
+    from tint.media.video.decode import open_input
+    from tint.media.video.encode import output_spec
     if not FILM.is_file():
         print(f"flicker_bench: {FILM}: no such file", file=sys.stderr)
         return 2
@@ -349,7 +350,7 @@ def main(argv=None) -> int:
         layout = inp.layout("libx264")
         inp.close()
         ref_fl, static = static_flicker(*ref[:3])
-        from tint.color import rgb_to_lab
+        from tint.core.color import rgb_to_lab
         lab = rgb_to_lab(torch.from_numpy(ref[3]).permute(0, 3, 1, 2).float() / 255)
         row = {"frames": int(len(ref[0])), "static_fraction": static,
                "reference": {"flicker": ref_fl, "mean_chroma": float(lab[:, 1:].square().sum(1).sqrt().mean()),

@@ -116,7 +116,7 @@ def warp_error(video: np.ndarray, motion) -> tuple[float, float]:
 def chroma_warp_error(video: np.ndarray, motion) -> float:
     """Masked mean |ab_t - warp(ab_{t-1})| in Lab units: the colour part of the warp error
     (the outputs share the input's lightness, so this is where they can differ)."""
-    from tint.color import rgb_to_lab
+    from tint.core.color import rgb_to_lab
 
     def ab(f):
         return rgb_to_lab(torch.from_numpy(f).permute(2, 0, 1).float()[None] / 255)[0, 1:].permute(1, 2, 0).numpy()
@@ -159,7 +159,7 @@ def static_flicker(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, mask_y: np.nda
 def yuv_planes(rgb: np.ndarray, matrix: str = "bt601") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """uint8 RGB frames (T, H, W, 3), even sides -> the Y, Cb, Cr planes ``tint video`` writes
     (limited range, 4:2:0): (T, H, W), (T, H/2, W/2) twice."""
-    from tint.video import rgb_to_yuv
+    from tint.media.video.formats import rgb_to_yuv
     T, H, W, _ = rgb.shape
     packed = rgb_to_yuv(torch.from_numpy(np.ascontiguousarray(rgb)), matrix, True).numpy()
     c = (H // 2) * (W // 2)
@@ -169,7 +169,7 @@ def yuv_planes(rgb: np.ndarray, matrix: str = "bt601") -> tuple[np.ndarray, np.n
 
 def chroma_stats(video: np.ndarray) -> tuple[float, float]:
     """(mean histogram distance between consecutive frames' (a, b), mean chroma)."""
-    from tint.color import rgb_to_lab
+    from tint.core.color import rgb_to_lab
     edges = np.linspace(-110, 110, 23)
     hists, chroma = [], []
     for i in range(0, len(video), 16):
@@ -216,12 +216,12 @@ class _TwoSided:
     ``colorize_frames``."""
 
     def __init__(self, memory: int, lookahead: int):
-        from tint.stabilize import ChromaSmoother
+        from tint.media.stabilize import ChromaSmoother
         self.smoother, self.done = ChromaSmoother(memory, lookahead), []
 
     def _join(self, ab, frames):
-        from tint.api import join_chroma
-        from tint.color import rgb_to_lightness
+        from tint.core.pipeline import join_chroma
+        from tint.core.color import rgb_to_lightness
         if ab is not None:
             x = torch.from_numpy(np.stack(frames)).to(ab.device).permute(0, 3, 1, 2).float() / 255.0
             rgb = join_chroma(rgb_to_lightness(x), ab.to(x.device))
@@ -237,8 +237,8 @@ class _TwoSided:
 
 def random_weights(path: Path) -> Path:
     """The test suite's random-weight model (no trained weights exist yet)."""
-    from tint.model import Colorizer, ColorizerConfig
-    from tint.weights import save_weights
+    from tint.core.model import Colorizer, ColorizerConfig
+    from tint.core.weights import save_weights
     torch.manual_seed(0)
     return save_weights(Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=8)).eval(),
                         path, meta={"note": "random weights for flicker_eval"})
@@ -262,8 +262,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import tint
-    from tint.stabilize import LOOKAHEAD, MEMORY, ChromaStabilizer
-    from tint.video import colorize_frames
+    from tint.media.stabilize import LOOKAHEAD, MEMORY, ChromaStabilizer
+    from tint.media.video.step import colorize_frames
     if not args.video.is_file():
         print(f"flicker_eval: {args.video}: no such file", file=sys.stderr)
         return 2

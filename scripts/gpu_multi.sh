@@ -10,13 +10,13 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # NVLink multicast stays off on shared hosts (device notes).
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 nvidia-smi -L
-python3 -m tint.data "$PHOTOS" --out /tmp/pack.npy --pack-size 224 --workers "$(nproc)" | tail -n 1
+python3 -m tint.training.data "$PHOTOS" --out /tmp/pack.npy --pack-size 224 --workers "$(nproc)" | tail -n 1
 
 train() {  # $1 = GPUs, $2 = run dir
   local args=("$PHOTOS" --pack /tmp/pack.npy --pack-size 224 --backbone tiny-darknet --loss l2
               --time-limit 1.2 --epochs 1000 --batch 64 --crop 176 --out "$2" --no-bar --log-every 200)
-  if [ "$1" -gt 1 ]; then torchrun --standalone --nproc_per_node "$1" -m tint.train "${args[@]}"
-  else python3 -m tint.train "${args[@]}"; fi
+  if [ "$1" -gt 1 ]; then torchrun --standalone --nproc_per_node "$1" -m tint train "${args[@]}"
+  else python3 -m tint train "${args[@]}"; fi
 }
 for g in 1 "$N"; do
   train "$g" "/tmp/ddp$g" > "$OUT/train_gpus$g.log" 2>&1
@@ -47,7 +47,7 @@ for k in range(2 * 2):
 print("made", len(list(dst.glob("*.mp4"))), "gray films")
 PY
 t0=$(date +%s.%N)
-torchrun --standalone --nproc_per_node "$N" -m tint.video /tmp/films -o /tmp/films_out \
+torchrun --standalone --nproc_per_node "$N" -m tint video /tmp/films -o /tmp/films_out \
   --weights "$WEIGHTS" --preset veryfast --quiet > "$OUT/video_multi.log" 2>&1
 echo "== films across $N GPUs: rc=$? in $(python3 -c "import time;print(round(time.time()-$t0,1))") s"
 tail -n 8 "$OUT/video_multi.log"

@@ -25,7 +25,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tint.importers import load_tfjs_darknet  # noqa: E402
+from tint.training.importers import load_tfjs_darknet
 
 DATA = ROOT.parent / "shared" / "data"
 SIZE = 224

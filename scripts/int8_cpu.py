@@ -43,10 +43,11 @@ def main() -> int:
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_dynamic, quantize_static)
 
-    from tint.api import Runner, resize_lightness
-    from tint.color import rgb_to_lightness
-    from tint.evaluate import evaluate, load_truth, psnr, truth_files
-    from tint.onnx_runtime import OnnxNetwork, export
+    from tint.api import Runner
+    from tint.core.pipeline import resize_lightness
+    from tint.core.color import rgb_to_lightness
+    from tint.training.evaluate import evaluate, load_truth, psnr, truth_files
+    from tint.engine.onnx import OnnxNetwork, export
 
     files = truth_files(DEV)
     if len(files) < a.eval + a.calib:

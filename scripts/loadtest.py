@@ -55,8 +55,8 @@ def random_tiny_weights(folder: Path) -> Path:
     """The same random tiny-darknet model the tests use (no trained weights are needed)."""
     import torch
 
-    from tint.model import Colorizer, ColorizerConfig
-    from tint.weights import save_weights
+    from tint.core.model import Colorizer, ColorizerConfig
+    from tint.core.weights import save_weights
     torch.manual_seed(0)
     return save_weights(Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=8)).eval(),
                         folder / "tiny-random.safetensors", meta={"note": "random load-test weights"})

@@ -15,7 +15,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tint                                    # noqa: E402
-from tint import engine as E                   # noqa: E402
+from tint.engine.graphs import Engine
+from tint.engine.frames import FramePipeline
 
 
 def main():
@@ -23,8 +24,8 @@ def main():
     ap.add_argument("--n", type=int, default=8)
     a = ap.parse_args()
     from PIL import Image
-    from tint.bench import random_model
-    from tint.weights import save_weights
+    from tint.bench.gpu import random_model
+    from tint.core.weights import save_weights
     data = Path(os.environ.get("TINT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     files = sorted((data / "dev").glob("*.jpg"))[: a.n]
     frames = [torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy())[None] for f in files]
@@ -56,8 +57,8 @@ def main():
             else:
                 kw = dict(kw)
                 fast = tint.api.Runner(w, device="cuda", size=size)
-                fast._network = E.Engine(fast.model, kw.pop("precision", "fp16"), **kw)
-                run = E.FramePipeline.from_runner(fast).run
+                fast._network = Engine(fast.model, kw.pop("precision", "fp16"), **kw)
+                run = FramePipeline.from_runner(fast).run
             px, val, mx, n_px, n_val = [], [], [], 0, 0
             for x, ref in zip(frames, refs):
                 d = (run(x).int() - ref.int()).abs()

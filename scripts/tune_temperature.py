@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tint.api import join_chroma, resize_lightness
-from tint.color import rgb_to_lightness
-from tint.evaluate import colorfulness, load_truth, psnr, truth_files
-from tint.model import working_shape
-from tint.weights import load_weights, save_weights
+from tint.core.pipeline import join_chroma, resize_lightness
+from tint.core.color import rgb_to_lightness
+from tint.training.evaluate import colorfulness, load_truth, psnr, truth_files
+from tint.core.model import working_shape
+from tint.core.weights import load_weights, save_weights
 
 
 @torch.no_grad()

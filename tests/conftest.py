@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tint.model import Colorizer, ColorizerConfig
-from tint.weights import save_weights
+from tint.core.model import Colorizer, ColorizerConfig
+from tint.core.weights import save_weights
 
 # TINT_DATA: where the GPU machine finds the carried copy of ../shared/data (dev/ only)
 DATA = Path(os.environ.get("TINT_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")

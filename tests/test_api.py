@@ -9,9 +9,10 @@ from PIL import Image
 
 import tint
 import tint.api as api
-from tint.api import join_chroma, resize_lightness, upsample_chroma_rows
-from tint.color import gray_to_lightness, rgb_to_lightness
-from tint.errors import TintError
+import tint.core.pipeline as pipeline
+from tint.core.pipeline import join_chroma, resize_lightness, upsample_chroma_rows
+from tint.core.color import gray_to_lightness, rgb_to_lightness
+from tint.core.errors import TintError
 
 SIZE = 64           # working size for tests: small and fast
 
@@ -153,7 +154,7 @@ class TestArrays:
         L = gray_to_lightness(torch.from_numpy(g)[None, None])
         ab = runner.chroma(resize_lightness(L, runner.working_shape(61, 45, SIZE)))
         ref = join_chroma(L, ab)[0].permute(1, 2, 0).numpy()
-        monkeypatch.setattr(api, "STRIP_PIXELS", 45 * strip_rows)
+        monkeypatch.setattr(pipeline, "STRIP_PIXELS", 45 * strip_rows)
         out = runner.colorize_array(g, size=SIZE)
         assert np.abs(out - ref).max() < 1e-4
 
@@ -219,9 +220,9 @@ class TestRunner:
             api.pick_device("cuda")
 
     def test_no_default_weights(self, monkeypatch):
-        monkeypatch.setattr(tint.weights, "REGISTRY", {})
+        monkeypatch.setattr(tint.core.weights, "REGISTRY", {})
         with pytest.raises(TintError, match="--weights"):
-            tint.weights.resolve(None)
+            tint.core.weights.resolve(None)
 
     def test_thread_safe(self, runner):
         from concurrent.futures import ThreadPoolExecutor
@@ -234,9 +235,9 @@ class TestRunner:
 
 def test_bundled_default_model_colorizes_the_sample():
     """The shipped weights load by name, match their registry hash and give colour."""
-    import tint.weights
+    import tint.core.weights
     from PIL import Image
-    path = tint.weights.resolve(None)
+    path = tint.core.weights.resolve(None)
     assert path.name == "tint-default.safetensors"
     img = Image.open(Path(tint.__file__).parent / "samples" / "sample.jpg")
     out = np.asarray(tint.colorize(img, device="cpu", size=128)).astype(np.float32)

@@ -7,8 +7,8 @@ av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
 import tint                                                     # noqa: E402
-from tint.camera import LatestFrame, camera_loop, parse_source  # noqa: E402
-from tint.errors import TintError                               # noqa: E402
+from tint.media.camera import LatestFrame, camera_loop, parse_source
+from tint.core.errors import TintError
 from test_video import make_film, video_times                   # noqa: E402
 
 
@@ -41,7 +41,7 @@ def test_headless_file_source_recorded(tmp_path, tiny_weights):
 
 
 def test_cli_headless(tmp_path, tiny_weights, capsys):
-    from tint.cli import main
+    from tint.cli.main import main
     src = tmp_path / "live.mp4"
     make_film(src, frames=240, audio=None)
     rc = main(["camera", "--source", str(src), "--headless", "--frames", "3", "--weights", str(tiny_weights),

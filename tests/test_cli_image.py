@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tint.cli import main
-from tint.cli_image import SAMPLE
+from tint.cli.main import main
+from tint.cli.image import SAMPLE
 
 
 def write_gray(path, h=40, w=56, seed=0, **kw):
@@ -194,7 +194,7 @@ def test_disk_full_on_one_file(tmp_path, capsys, tiny_weights, photos, monkeypat
 
 
 def test_no_default_weights_is_a_clear_error(tmp_path, capsys, photos, monkeypatch):
-    from tint import weights
+    from tint.core import weights
     monkeypatch.setattr(weights, "REGISTRY", {})               # an install without bundled weights
     code, out, err = tint(capsys, "image", photos, "-o", tmp_path / "out")
     assert code == 2 and "--weights" in err
@@ -212,7 +212,7 @@ def test_sample(tmp_path, capsys, tiny_weights):
 
 def test_alpha_exif_icc_16bit_survive(tmp_path, capsys, tiny_weights):
     from PIL import ImageCms
-    from tint.io import read_image, write_image
+    from tint.media.io import read_image, write_image
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     rng = np.random.default_rng(0)
     src = tmp_path / "in" / "deep.png"
@@ -262,7 +262,7 @@ def test_info(capsys, tiny_weights, monkeypatch):
     assert "tiny-darknet" in out and "random test weights" in out
     code, out, err = tint(capsys, "info", "--device", "cpu")          # the bundled model
     assert code == 0 and "tint-default.safetensors" in out and "temperature=0.4" in out
-    from tint import weights
+    from tint.core import weights
     monkeypatch.setattr(weights, "REGISTRY", {})
     code, out, err = tint(capsys, "info", "--device", "cpu")
     assert code == 0 and "no default weights" in out

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tint.color import (gray_to_lightness, lab_to_rgb, lab_to_rgb_from_parts, linear_to_srgb,
-                        rgb_to_lab, rgb_to_lightness, srgb_to_linear)
+from tint.core.color import gray_to_lightness, lab_to_rgb, lab_to_rgb_from_parts, linear_to_srgb, rgb_to_lab, rgb_to_lightness, srgb_to_linear
 
 skcolor = pytest.importorskip("skimage.color")
 

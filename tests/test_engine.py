@@ -9,8 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tint import engine as E
-from tint.model import Colorizer, ColorizerConfig
+from tint.engine.fold import FastColorizer, fold_bn_after_conv, fold_bn_before_conv1x1, pad_conv
+from tint.engine.graphs import Engine, batch_bucket, batch_chunks, prepare
+from tint.engine.frames import FramePipeline
+from tint.core.model import Colorizer, ColorizerConfig
 
 
 gpu = pytest.mark.gpu          # conftest adds a per-test timeout and a hang guard
@@ -43,7 +45,7 @@ def test_fold_bn_after_conv_exact():
     conv = torch.nn.Conv2d(5, 7, 3, padding=1, bias=False)
     bn = randomize_bn(torch.nn.Sequential(torch.nn.BatchNorm2d(7, eps=1e-3))).eval()[0]
     x = torch.randn(2, 5, 9, 11)
-    w, b = E.fold_bn_after_conv(conv.weight, conv.bias, bn)
+    w, b = fold_bn_after_conv(conv.weight, conv.bias, bn)
     with torch.no_grad():
         assert rel(F.conv2d(x, w, b, padding=1), bn(conv(x))) < 1e-6
 
@@ -52,16 +54,16 @@ def test_fold_bn_before_conv1x1_exact():
     conv = torch.nn.Conv2d(6, 4, 1)
     bn = randomize_bn(torch.nn.Sequential(torch.nn.BatchNorm2d(6))).eval()[0]
     x = torch.randn(2, 6, 5, 3)
-    w, b = E.fold_bn_before_conv1x1(bn, conv.weight, conv.bias)
+    w, b = fold_bn_before_conv1x1(bn, conv.weight, conv.bias)
     with torch.no_grad():
         assert rel(F.conv2d(x, w, b), conv(bn(x))) < 1e-6
     with pytest.raises(ValueError):
-        E.fold_bn_before_conv1x1(bn, torch.zeros(4, 6, 3, 3), None)
+        fold_bn_before_conv1x1(bn, torch.zeros(4, 6, 3, 3), None)
 
 
 def test_pad_conv_is_exact():
     w, b = torch.randn(3, 5, 3, 3), torch.randn(3)
-    wp, bp = E.pad_conv(w, b, cout=8, cin=8)
+    wp, bp = pad_conv(w, b, cout=8, cin=8)
     x = torch.randn(1, 8, 6, 6)
     y = F.conv2d(x, wp, bp, padding=1)
     assert torch.allclose(y[:, :3], F.conv2d(x[:, :5], w, b, padding=1), atol=1e-5)
@@ -76,7 +78,7 @@ def test_fast_colorizer_matches_model(backbone, output, gpu_layout):
     L = torch.rand(2, 1, 32, 48) * 100
     with torch.no_grad():
         ref = m(L)
-    got = E.FastColorizer(m, gpu_layout=gpu_layout)(L)
+    got = FastColorizer(m, gpu_layout=gpu_layout)(L)
     assert got.shape == ref.shape and got.dtype == torch.float32
     assert rel(got, ref) < 1e-5
     assert (got - ref).abs().max().item() < 1e-3          # Lab units
@@ -94,7 +96,7 @@ def test_fast_colorizer_matches_model_with_context(backbone, output, stride, gpu
     L = torch.rand(2, 1, 48, 80) * 100
     with torch.no_grad():
         ref = m(L)
-    got = E.FastColorizer(m, gpu_layout=gpu_layout)(L)
+    got = FastColorizer(m, gpu_layout=gpu_layout)(L)
     assert got.shape == ref.shape == (2, 2, 48, 80)
     assert rel(got, ref) < 1e-5
 
@@ -102,13 +104,13 @@ def test_fast_colorizer_matches_model_with_context(backbone, output, stride, gpu
 def test_engine_leaves_model_untouched():
     m = make()
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    E.prepare(m, precision="fp32")
+    prepare(m, precision="fp32")
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
 
 
 def test_engine_cpu_eager_and_shape_checks():
     m = make()
-    eng = E.prepare(m, precision="fp32")
+    eng = prepare(m, precision="fp32")
     assert not eng.graphs
     L = torch.rand(3, 1, 32, 16) * 100
     with torch.no_grad():
@@ -118,21 +120,21 @@ def test_engine_cpu_eager_and_shape_checks():
     with pytest.raises(ValueError):
         eng(torch.rand(1, 3, 32, 16))
     with pytest.raises(ValueError):
-        E.prepare(m, precision="fp8")
+        prepare(m, precision="fp8")
 
 
 # --------------------------------------------------------------------------- buckets (CPU)
 def test_batch_bucket():
-    assert [E.batch_bucket(b) for b in (1, 2, 3, 5, 8, 9, 33, 64)] == [1, 2, 4, 8, 8, 16, 64, 64]
-    assert E.batch_bucket(100, 64) == 64 and E.batch_bucket(3, 2) == 2
+    assert [batch_bucket(b) for b in (1, 2, 3, 5, 8, 9, 33, 64)] == [1, 2, 4, 8, 8, 16, 64, 64]
+    assert batch_bucket(100, 64) == 64 and batch_bucket(3, 2) == 2
     with pytest.raises(ValueError):
-        E.batch_bucket(0)
+        batch_bucket(0)
 
 
 def test_batch_chunks():
-    assert E.batch_chunks(5, 64) == [(0, 5, 8)]
-    assert E.batch_chunks(130, 64) == [(0, 64, 64), (64, 128, 64), (128, 130, 2)]
-    ch = E.batch_chunks(77, 16)
+    assert batch_chunks(5, 64) == [(0, 5, 8)]
+    assert batch_chunks(130, 64) == [(0, 64, 64), (64, 128, 64), (128, 130, 2)]
+    ch = batch_chunks(77, 16)
     assert ch[0][0] == 0 and ch[-1][1] == 77 and all(e - s <= b for s, e, b in ch)
 
 
@@ -159,7 +161,7 @@ def _compare(got, ref, levels=2, frac=0.999):
 
 def test_frame_pipeline_cpu_matches_runner(tiny_weights):
     r = _runner(tiny_weights, "cpu")
-    pipe = E.FramePipeline.from_runner(r)
+    pipe = FramePipeline.from_runner(r)
     x = _frames(2, 37, 53)
     got = pipe.run(x)
     ref = r.colorize_tensor(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -180,9 +182,9 @@ def test_frame_pipeline_cpu_matches_runner(tiny_weights):
 # 1.2e-3 to 2.4e-3 relative (H200, 2026-11-22), so fp32 gets 5e-3, not float32's 1e-5.
 @pytest.mark.parametrize("precision,tol", [("fp32", 5e-3), ("fp16", 2e-2), ("bf16", 6e-2)])
 def test_gpu_engine_matches_fp32_model(backbone, output, precision, tol):
-    from tint.bench import random_model
+    from tint.bench.gpu import random_model
     m = random_model(backbone, output).cuda()          # He init: realistic activation scales
-    eng = E.prepare(m, precision=precision)
+    eng = prepare(m, precision=precision)
     for shape in ((1, 1, 64, 96), (3, 1, 48, 32), (5, 1, 64, 96)):      # 3 and 5 pad to buckets 4, 8
         L = torch.rand(shape, device="cuda") * 100
         with torch.no_grad():
@@ -199,14 +201,14 @@ def test_gpu_engine_matches_fp32_model(backbone, output, precision, tol):
 @pytest.mark.parametrize("precision,tol", [("fp16", 2e-2), ("bf16", 6e-2)])
 def test_gpu_engine_matches_context_stride_model(precision, tol):
     """The 2026-12 default design: global context, chroma at stride 2, 261 bins."""
-    from tint.train import init_fresh
+    from tint.training.train import init_fresh
     torch.manual_seed(0)
     m = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=64, context=128,
                                   out_stride=2, temperature=0.5))
     init_fresh(m)
     torch.nn.init.normal_(m.head.context.film.weight, std=0.05)
     m = randomize_bn(m).eval().cuda()
-    eng = E.prepare(m, precision=precision)
+    eng = prepare(m, precision=precision)
     for shape in ((1, 1, 16, 16), (3, 1, 48, 80), (2, 1, 256, 256)):
         L = F.avg_pool2d(torch.rand(shape, device="cuda") * 100, 5, 1, 2)
         with torch.no_grad():
@@ -219,7 +221,7 @@ def test_gpu_engine_matches_context_stride_model(precision, tol):
 @gpu
 def test_gpu_engine_large_batch_chunks():
     m = make("tiny-darknet", "bins").cuda()
-    eng = E.prepare(m, precision="fp16", max_batch=4)
+    eng = prepare(m, precision="fp16", max_batch=4)
     L = torch.rand(9, 1, 32, 32, device="cuda") * 100
     with torch.no_grad():
         ref = m(L)
@@ -230,7 +232,7 @@ def test_gpu_engine_large_batch_chunks():
 def test_gpu_runner_uses_engine(tiny_weights):
     import tint
     r = tint.api.Runner(tiny_weights, device="cuda", size=64)
-    assert isinstance(r._network, E.Engine)
+    assert isinstance(r._network, Engine)
     L = torch.rand(2, 1, 64, 64) * 100
     assert r.chroma(L).shape == (2, 2, 64, 64)
 
@@ -242,7 +244,7 @@ def _pipeline_vs_eager(weights, frames_list, size=256, worst=0.999):
     eager = tint.api.Runner(weights, device="cuda", size=size, precision="fp32")
     eager._network = eager.model                       # the plain fp32 eager path
     fast = tint.api.Runner(weights, device="cuda", size=size)
-    pipe = E.FramePipeline.from_runner(fast)
+    pipe = FramePipeline.from_runner(fast)
     within, total = 0, 0
     for x in frames_list:
         got = pipe.run(x)
@@ -269,8 +271,8 @@ def test_gpu_frame_pipeline_matches_runner_photos(which, size, tiny_weights, dat
     # shipped model, the bench's vgg16 network (at 512, where the full-res head runs) and a
     # random tiny one
     from PIL import Image
-    from tint.bench import random_model
-    from tint.weights import resolve, save_weights
+    from tint.bench.gpu import random_model
+    from tint.core.weights import resolve, save_weights
     files = sorted((data_dir / "dev").glob("*.jpg"))[:8]
     if not files:
         pytest.skip("no dev photos")
@@ -292,7 +294,7 @@ def test_gpu_frame_pipeline_matches_runner_photos(which, size, tiny_weights, dat
 @gpu
 def test_gpu_frame_pipeline_stream_and_pinned(tiny_weights):
     import tint
-    pipe = E.FramePipeline.from_runner(tint.api.Runner(tiny_weights, device="cuda", size=128))
+    pipe = FramePipeline.from_runner(tint.api.Runner(tiny_weights, device="cuda", size=128))
     xs = [_frames(2, 120, 200, seed=s) for s in range(5)]
     single = [pipe.run(x) for x in xs]
     streamed = [o.clone() for o in pipe.stream(xs)]
@@ -306,8 +308,8 @@ def test_gpu_frame_pipeline_stream_and_pinned(tiny_weights):
 def test_bench_variants_cpu_smoke(tmp_path, capsys):
     """The GPU bench's code on a CPU (``tint bench --device cpu`` is tint.bench_cpu instead)."""
     import json
-    from tint.bench import run_variants
-    from tint.cli import build_parser
+    from tint.bench.gpu import run_variants
+    from tint.cli.main import build_parser
     out = tmp_path / "bench.json"
     args = build_parser().parse_args(
         ["bench", "--device", "cpu", "--inputs", "16,32x16", "--size", "16", "--max-batch", "2",
@@ -320,8 +322,8 @@ def test_bench_variants_cpu_smoke(tmp_path, capsys):
 
 
 def test_bench_bad_inputs():
-    from tint.bench import parse_inputs
-    from tint.errors import TintError
+    from tint.bench.gpu import parse_inputs
+    from tint.core.errors import TintError
     assert parse_inputs("224, 4k,1920x1080") == [("224", 224, 224), ("4k", 2160, 3840), ("1920x1080", 1080, 1920)]
     with pytest.raises(TintError):
         parse_inputs("huge")
@@ -331,12 +333,12 @@ def test_bench_bad_inputs():
 
 def test_engine_pools_through_the_kernel(monkeypatch):
     # the encoder's pools go through kernels.max_pool2x2 (Triton on CUDA, F.max_pool2d here)
-    from tint import kernels as K
+    from tint.engine import kernels as K
     calls = []
     real = K.max_pool2x2
     monkeypatch.setattr(K, "max_pool2x2", lambda x: calls.append(tuple(x.shape)) or real(x))
     m = make("vgg16", "ab")
-    net = E.FastColorizer(m, torch.float32, gpu_layout=True)
+    net = FastColorizer(m, torch.float32, gpu_layout=True)
     L = torch.rand(1, 1, 16, 24) * 100
     with torch.no_grad():
         assert rel(net(L), m(L)) < 1e-4

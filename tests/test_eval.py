@@ -6,9 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tint.evaluate import (PerceptualJudge, ab_l1, colorfulness, evaluate, find_judge, five_crops,
-                           frechet_distance, gray_baseline, load_truth, measure, psnr, ssim,
-                           top1_in_top5)
+from tint.training.evaluate import PerceptualJudge, ab_l1, colorfulness, evaluate, find_judge, five_crops, frechet_distance, gray_baseline, load_truth, measure, psnr, ssim, top1_in_top5
 
 skm = pytest.importorskip("skimage.metrics")
 
@@ -115,8 +113,8 @@ def truth_dir(tmp_path):
 
 
 def test_eval_command_json_and_sheet(truth_dir, tmp_path, tiny_weights, capsys):
-    from tint.cli import main
-    from tint.weights import sha256
+    from tint.cli.main import main
+    from tint.core.weights import sha256
     rep, sheet = tmp_path / "r.json", tmp_path / "s.jpg"
     assert main(["eval", str(truth_dir), "--weights", str(tiny_weights), "--device", "cpu",
                  "--size", "64", "--json", str(rep), "--sheet", str(sheet)]) == 0
@@ -139,7 +137,7 @@ def test_eval_command_json_and_sheet(truth_dir, tmp_path, tiny_weights, capsys):
 
 
 def test_eval_limit_and_errors(truth_dir, tmp_path, tiny_weights):
-    from tint.cli import main
+    from tint.cli.main import main
     rep = tmp_path / "r.json"
     assert main(["eval", str(truth_dir), "--weights", str(tiny_weights), "--device", "cpu",
                  "--size", "32", "--limit", "1", "--no-ssim", "--json", str(rep)]) == 0
@@ -218,7 +216,7 @@ def test_five_crops_geometry():
 
 @pytest.fixture(scope="module")
 def random_judge():
-    from tint.model import TinyDarknetEncoder
+    from tint.core.model import TinyDarknetEncoder
     torch.manual_seed(0)
     net = TinyDarknetEncoder(in_channels=3, classifier=True).eval()
     return PerceptualJudge(net, batch=7)          # odd batch: crops split across forwards
@@ -242,7 +240,7 @@ def test_judge_shapes_and_logits_match_classify(random_judge):
 
 
 def test_judge_needs_classifier():
-    from tint.model import TinyDarknetEncoder
+    from tint.core.model import TinyDarknetEncoder
     with pytest.raises(ValueError, match="classifier"):
         PerceptualJudge(TinyDarknetEncoder(in_channels=3))
 
@@ -287,10 +285,10 @@ def test_real_judge_on_dev_photos(data_dir):
 def test_eval_command_judge_options(truth_dir, tmp_path, tiny_weights, monkeypatch, capsys):
     """A missing default judge: one line, eval still runs; an explicit missing one: an error;
     --no-judge: nothing said."""
-    from tint.cli import main
+    from tint.cli.main import main
     args = ["eval", str(truth_dir), "--weights", str(tiny_weights), "--device", "cpu",
             "--size", "32", "--no-ssim"]
-    monkeypatch.setattr("tint.evaluate.default_judge", lambda: tmp_path / "nowhere")
+    monkeypatch.setattr("tint.training.evaluate.default_judge", lambda: tmp_path / "nowhere")
     monkeypatch.delenv("TINT_JUDGE", raising=False)
     rep = tmp_path / "r.json"
     assert main(args + ["--json", str(rep)]) == 0

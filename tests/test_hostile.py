@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import tint
-from tint.cli import main
-from tint.errors import TintError
+from tint.cli.main import main
+from tint.core.errors import TintError
 
 from conftest import MEMORY_LIMIT_MB, run_limited
 
@@ -197,7 +197,7 @@ def test_huge_config_refused_before_building(tmp_path):
     ({"evil_key": 1}, "unknown key 'evil_key'"),
 ])
 def test_config_table(tmp_path, config, match):
-    from tint.weights import read_header
+    from tint.core.weights import read_header
     with pytest.raises(TintError, match=match):
         read_header(hostile_weights(tmp_path / "w.safetensors", **config))
 
@@ -205,13 +205,13 @@ def test_config_table(tmp_path, config, match):
 def test_config_rules_tolerate_only_dataclass_fields(monkeypatch):
     import dataclasses
 
-    import tint.weights
-    from tint.model import ColorizerConfig
-    from tint.weights import CONFIG_RULES, validate_config
+    import tint.core.weights
+    from tint.core.model import ColorizerConfig
+    from tint.core.weights import CONFIG_RULES, validate_config
     fields = {f.name for f in dataclasses.fields(ColorizerConfig)}
     assert validate_config(ColorizerConfig().to_dict()) == ColorizerConfig()
     # a dataclass field without a rule (added to the model later) is left to the dataclass
-    monkeypatch.setattr(tint.weights, "CONFIG_RULES", {k: v for k, v in CONFIG_RULES.items() if k != "temperature"})
+    monkeypatch.setattr(tint.core.weights, "CONFIG_RULES", {k: v for k, v in CONFIG_RULES.items() if k != "temperature"})
     assert validate_config({"temperature": 0.5}).temperature == 0.5
     monkeypatch.undo()
     # rules for fields the dataclass does not have yet (context, out_stride) do not make them legal
@@ -223,11 +223,11 @@ def test_config_rules_tolerate_only_dataclass_fields(monkeypatch):
 # --------------------------------------------------------------------------- unexpected errors: one line too
 CRASH = """
 import sys
-import tint.cli_image
+import tint.cli.image
 def boom(args):
     raise RuntimeError("kaboom\\nsecond line")
-tint.cli_image._run_image = boom
-from tint.cli import main
+tint.cli.image._run_image = boom
+from tint.cli.main import main
 sys.exit(main(["image", "x.png", "-o", "out"]))
 """
 
@@ -252,16 +252,16 @@ def test_unexpected_error_is_one_line_with_a_report(tmp_path):
 
 
 def test_unexpected_error_on_one_file_the_batch_goes_on(tmp_path, capsys, tiny_weights, monkeypatch, runner):
-    import tint.io
+    import tint.media.io
     for name in ("a.png", "b.png", "c.png"):
         Image.new("L", (20, 16), 80).save(tmp_path / name)
-    real = tint.io.read_image
+    real = tint.media.io.read_image
 
     def flaky(path):
         if path.name == "b.png":
             raise ZeroDivisionError("division by zero")
         return real(path)
-    monkeypatch.setattr(tint.io, "read_image", flaky)
+    monkeypatch.setattr(tint.media.io, "read_image", flaky)
     import tempfile
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))           # where the report goes
     code, out, err = cli(capsys, "image", tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png",
@@ -304,7 +304,7 @@ def test_recursive_batch_never_eats_its_outputs(tmp_path, capsys, tiny_weights):
 KILLED_WRITER = """
 import sys, time
 from pathlib import Path
-from tint.files import atomic_write
+from tint.core.files import atomic_write
 def write(tmp):
     Path(tmp).write_bytes(b"half a PNG")
     print("writing", flush=True)
@@ -329,7 +329,7 @@ def test_temp_files_of_a_killed_write_are_removed_by_the_next_run(tmp_path, caps
     # while its writer lives, the file is not stale: a run into the folder leaves it alone
     foreign = out / ".a.png.someone-else.part"                     # not tint's: never touched
     foreign.write_bytes(b"x")
-    from tint.files import clean_stale_parts
+    from tint.core.files import clean_stale_parts
     assert clean_stale_parts(out) == 0 and parts[0].exists()
     p.kill()                                                       # kill -9
     p.wait()
@@ -411,7 +411,7 @@ def test_video_container_keeps_the_input_frame_rate(tmp_path, runner, ext):
     av = pytest.importorskip("av")
     from test_video import make_film
 
-    from tint.video import colorize_video
+    from tint.media.video.pipeline import colorize_video
     src = tmp_path / "in.mp4"
     make_film(src, frames=12, fps=24, audio=None)
     colorize_video(src, tmp_path / f"out{ext}", runner=runner, size=16, progress=False)
@@ -424,7 +424,7 @@ def test_video_failure_leaves_no_work_folder(tmp_path, runner):
     pytest.importorskip("av")
     from test_video import make_film
 
-    from tint.video import colorize_video
+    from tint.media.video.pipeline import colorize_video
     src = tmp_path / "in.mp4"
     make_film(src, frames=6, fps=24, audio=None)
 

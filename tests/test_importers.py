@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from tint.cli import main
-from tint.errors import TintError
-from tint.importers import convert, fold_rgb_conv, load_tfjs_darknet, tf_to_torch_conv
-from tint.model import Colorizer, ColorizerConfig
-from tint.weights import load_weights, read_header
+from tint.cli.main import main
+from tint.core.errors import TintError
+from tint.training.importers import convert, fold_rgb_conv, load_tfjs_darknet, tf_to_torch_conv
+from tint.core.model import Colorizer, ColorizerConfig
+from tint.core.weights import load_weights, read_header
 
 MEAN_BGR = np.array([103.939, 116.779, 123.68])
 TV_MEAN, TV_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])

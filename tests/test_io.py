@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from tint.errors import TintError
-from tint.io import ImageData, icc_colorspace, max_pixels, read_image, write_image
+from tint.core.errors import TintError
+from tint.media.io import ImageData, max_pixels, read_image, write_image
+from tint.core.pixels import icc_colorspace
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 

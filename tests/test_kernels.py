@@ -16,9 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tint import color
-from tint import kernels as K
-from tint.api import join_chroma, resize_lightness
+from tint.core import color
+from tint.engine import kernels as K
+from tint.core.pipeline import join_chroma, resize_lightness
 
 
 gpu = pytest.mark.gpu          # conftest adds a per-test timeout and a hang guard
@@ -82,7 +82,7 @@ def test_head_step_reference_matches_model_math():
     bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
     bn.weight.data.uniform_(0.5, 1.5), bn.bias.data.uniform_(-1, 1)
     x, tap = torch.randn(2, 6, 3, 5), torch.randn(2, 6, 6, 10)
-    from tint.engine import bn_affine
+    from tint.engine.fold import bn_affine
     s, t = (v.float() for v in bn_affine(bn))
     with torch.no_grad():
         ref = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False) + bn(tap)
@@ -92,7 +92,7 @@ def test_head_step_reference_matches_model_math():
 
 @pytest.mark.parametrize("output", ["ab", "bins"])
 def test_head_out_reference_matches_readout(output):
-    from tint.model import AB_SCALE, Colorizer, ColorizerConfig
+    from tint.core.model import AB_SCALE, Colorizer, ColorizerConfig
     torch.manual_seed(0)
     m = Colorizer(ColorizerConfig(backbone="tiny-darknet", output=output, final_width=3)).eval()
     x = torch.randn(2, 3, 8, 12)
@@ -328,7 +328,7 @@ def test_gpu_head_step(dtype, C, h, w):
 @pytest.mark.parametrize("bins", [False, True])
 @pytest.mark.parametrize("Fc,h,w", [(8, 1, 1), (8, 17, 33), (16, 64, 96)])
 def test_gpu_head_out(dtype, bins, Fc, h, w):
-    from tint.model import ab_bins
+    from tint.core.model import ab_bins
     b = ab_bins(10.0).cuda() if bins else None
     N = b.shape[0] if bins else 2
     wt, bias = torch.randn(N, Fc, 3, 3, device="cuda") * 0.2, torch.randn(N, device="cuda")

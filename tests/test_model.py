@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 
-from tint.model import (AB_SCALE, BACKBONES, Colorizer, ColorizerConfig, TinyDarknetEncoder,
-                        VGG16Encoder, ab_bins, working_shape)
+from tint.core.model import AB_SCALE, BACKBONES, Colorizer, ColorizerConfig, TinyDarknetEncoder, VGG16Encoder, ab_bins, working_shape
 
 CONFIGS = [ColorizerConfig(backbone=b, output=o, final_width=3 if o == "ab" else 8)
            for b in BACKBONES for o in ("ab", "bins")]

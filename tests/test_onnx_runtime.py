@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import tint
-from tint import onnx_runtime as O
+from tint.engine import onnx as O
 from tint.api import Runner
-from tint.errors import TintError
-from tint.model import Colorizer, ColorizerConfig
-from tint.weights import load_weights, resolve
+from tint.core.errors import TintError
+from tint.core.model import Colorizer, ColorizerConfig
+from tint.core.weights import load_weights, resolve
 
 ATOL_AB = 1e-3           # Lab units; ab spans about +-110
 PIXEL_EQUAL = 0.999      # share of uint8 channels that must be identical through Runner
@@ -88,7 +88,7 @@ def test_real_photos_through_runner(runners, data_dir):
     assert (eager.backend, onnx.backend) == ("eager", "onnx")
     for g in _dev_photos(data_dir, 4):
         L = torch.from_numpy(g.astype(np.float32) / 255 * 100)[None, None]     # network alone
-        Lw = tint.api.resize_lightness(L, eager.working_shape(*g.shape))
+        Lw = tint.core.pipeline.resize_lightness(L, eager.working_shape(*g.shape))
         assert (onnx.chroma(Lw) - eager.chroma(Lw)).abs().max() < ATOL_AB
         a, b = eager.colorize_array(g), onnx.colorize_array(g)                    # pixels, uint8
         d = np.abs(a.astype(int) - b.astype(int))
@@ -156,7 +156,7 @@ def test_export_to_file_only_when_asked(tmp_path):
 
 
 def test_info_says_which_backend_and_why(tiny_weights, capsys):
-    from tint.cli import main
+    from tint.cli.main import main
     assert main(["info", "--device", "cpu", "--weights", str(tiny_weights)]) == 0
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("backend")]
     assert len(line) == 1 and "onnx: auto on a CPU" in line[0] and "threads" in line[0]
@@ -165,7 +165,7 @@ def test_info_says_which_backend_and_why(tiny_weights, capsys):
 def test_bench_cpu_smoke(tmp_path, capsys):
     """``tint bench --device cpu``: both bundled models, eager vs onnx, one table + JSON."""
     import json
-    from tint.cli import main
+    from tint.cli.main import main
     out = tmp_path / "bench.json"
     assert main(["bench", "--device", "cpu", "--inputs", "32,48x32", "--size", "32", "--quick",
                  "--json", str(out)]) == 0

@@ -4,9 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from tint.errors import TintError
-from tint.pixels import (MAX_SIZE, MIN_SIZE, check_pixels, check_saturation, check_size, has_colour,
-                         working_shape)
+from tint.core.errors import TintError
+from tint.core.pixels import MAX_SIZE, MIN_SIZE, check_pixels, check_saturation, check_size, has_colour, working_shape
 
 
 class TestCheckSize:

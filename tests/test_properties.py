@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import tint  # noqa: E402
-from tint.errors import TintError  # noqa: E402
-from tint.pixels import working_shape  # noqa: E402
+from tint.core.errors import TintError
+from tint.core.pixels import working_shape
 
 BUDGET = 200_000               # pixels per random image: each example stays well under a second
 SECONDS = 30                   # per example, generous for a shared CPU
@@ -204,7 +204,7 @@ def random_image(mode, w, h, seed):
 @given(mode=st.sampled_from(MODES), shape=shapes(budget=60_000), seed=st.integers(0, 2 ** 16),
        fmt=st.sampled_from(["PNG", "TIFF", "WEBP", "BMP", "GIF", "JPEG"]), cut=st.sampled_from([None, 0.3, 0.9]))
 def test_open_and_colorize_every_mode(runner, tmp_path_factory, mode, shape, seed, fmt, cut):
-    from tint.io import read_image
+    from tint.media.io import read_image
     h, w = shape
     im = random_image(mode, w, h, seed)
     out = timed(_colorize_pil, runner, im)                # the Python API on the PIL image itself
@@ -249,7 +249,7 @@ def _colorize_array(runner, a):
 @given(data=st.binary(min_size=0, max_size=400), prefix=st.sampled_from(
     [b"", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"\xff\xd8\xff", b"II*\x00", b"BM", b"RIFF\x00\x00\x00\x00WEBP", b"P5\n"]))
 def test_open_header_on_garbage(data, prefix):
-    from tint.io import open_header
+    from tint.media.io import open_header
     try:
         im = timed(open_header, prefix + data, 1_000_000)
     except TintError as e:
@@ -264,7 +264,7 @@ def test_open_header_on_garbage(data, prefix):
 
 
 def test_pixel_limit_env_is_respected(tmp_path, monkeypatch):
-    from tint.io import TooManyPixels, read_image
+    from tint.media.io import TooManyPixels, read_image
     Image.new("L", (2000, 600)).save(tmp_path / "a.png")
     monkeypatch.setenv("TINT_MAX_PIXELS", "1000000")
     with pytest.raises(TooManyPixels):

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 import tint
-from tint.cli import main
-from tint.errors import TintError
+from tint.cli.main import main
+from tint.core.errors import TintError
 
 
 def gradient(h=40, w=56):
@@ -38,8 +38,8 @@ def test_api_scales_chroma(runner):
 
 def test_api_scales_ab_exactly(runner, monkeypatch):
     """ab is multiplied before the join: the same as scaling the network's output."""
-    from tint.api import join_chroma, resize_lightness
-    from tint.color import gray_to_lightness
+    from tint.core.pipeline import join_chroma, resize_lightness
+    from tint.core.color import gray_to_lightness
     g = gradient().astype(np.float32) / 255
     L = gray_to_lightness(torch.from_numpy(g)[None, None])
     ab = runner.chroma(resize_lightness(L, runner.working_shape(*g.shape)))
@@ -80,7 +80,7 @@ def test_cli_image(tmp_path, capsys, tiny_weights):
 
 
 def test_cli_every_colour_command_takes_it(tmp_path, capsys, tiny_weights):
-    from tint.cli import build_parser
+    from tint.cli.main import build_parser
     p = build_parser()
     for cmd, extra in (("image", ["x", "-o", "y"]), ("video", ["x", "-o", "y"]), ("camera", []), ("serve", [])):
         assert p.parse_args([cmd, *extra, "--saturation", "0.5"]).saturation == 0.5
@@ -93,8 +93,9 @@ def test_video_frames_and_engine_pipeline(tmp_path, tiny_weights):
     av = pytest.importorskip("av")
     from test_video import make_film
 
-    from tint import engine as E
-    from tint.video import colorize_frames, colorize_video
+    from tint.engine.frames import FramePipeline
+    from tint.media.video.step import colorize_frames
+    from tint.media.video.pipeline import colorize_video
     gray_runner = tint.load(tiny_weights, device="cpu", size=32, saturation=0.0)
     src = tmp_path / "in.mp4"
     make_film(src, frames=6, fps=24, audio=None)
@@ -105,14 +106,14 @@ def test_video_frames_and_engine_pipeline(tmp_path, tiny_weights):
             assert np.abs(u - 128).max() <= 1 and np.abs(v - 128).max() <= 1   # no chroma left
     rgb = np.repeat(gradient()[None, :, :, None], 3, 3)
     assert chroma(colorize_frames(gray_runner, rgb)) <= 1.0                 # the camera's path
-    pipe = E.FramePipeline.from_runner(gray_runner)
+    pipe = FramePipeline.from_runner(gray_runner)
     assert pipe.saturation == 0.0 and chroma(pipe.run(rgb).numpy()) <= 1.0
 
 
 def test_http_query_and_form_field(tiny_weights):
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("uvicorn")
-    from tint.serve import BackgroundServer, create_app
+    from tint.serve.server import BackgroundServer, create_app
     runner = tint.load(tiny_weights, device="cpu", size=32, saturation=1.25)
     buf = io.BytesIO()
     Image.fromarray(gradient()).save(buf, "PNG")
@@ -138,7 +139,7 @@ def test_http_query_and_form_field(tiny_weights):
 
 
 def test_page_has_a_saturation_slider():
-    from tint.serve import page_html
+    from tint.serve.server import page_html
     html = page_html().decode()
     assert 'id="saturation"' in html and 'type="range"' in html
     assert "saturation=${" in html or "saturation=" in html

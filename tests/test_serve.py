@@ -17,9 +17,8 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 
 import tint  # noqa: E402
-from tint.errors import TintError  # noqa: E402
-from tint.serve import (BackgroundServer, Limits, bind_socket, create_app,  # noqa: E402
-                        exposure_warning, is_loopback)
+from tint.core.errors import TintError
+from tint.serve.server import BackgroundServer, Limits, bind_socket, create_app, exposure_warning, is_loopback
 from conftest import served_url  # noqa: E402
 
 MAX_BYTES, MAX_PIXELS = 1_000_000, 1_000_000
@@ -271,7 +270,7 @@ def test_port_in_use_is_one_line_error():
 def test_missing_server_extra_names_install(monkeypatch):
     import argparse
 
-    from tint import serve
+    from tint.cli import serve
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     args = argparse.Namespace(host="127.0.0.1", port=0, max_upload_mb=1, max_pixels=1, concurrency=1,
                               weights=None, device="cpu", size=None)
@@ -308,7 +307,7 @@ def test_cli_serves_and_stops(tiny_weights):
 
 
 def test_cli_bad_weights_is_one_line(tmp_path, capsys):
-    from tint.cli import main
+    from tint.cli.main import main
     assert main(["serve", "--weights", str(tmp_path / "missing.safetensors"), "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "weights file not found" in err and "Traceback" not in err and "warning" not in err

@@ -19,8 +19,8 @@ pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
 
 import tint  # noqa: E402
-from tint.serve import BackgroundServer, Limits, create_app  # noqa: E402
-from tint.weights import atomic_write  # noqa: E402
+from tint.serve.server import BackgroundServer, Limits, create_app
+from tint.core.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tint" / "samples" / "sample.jpg"

@@ -18,7 +18,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 
 import tint  # noqa: E402
-from tint.serve import BackgroundServer, Limits, create_app  # noqa: E402
+from tint.serve.server import BackgroundServer, Limits, create_app
 
 from conftest import limited_env, served_url, set_memory_limit  # noqa: E402
 

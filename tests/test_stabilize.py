@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tint.stabilize import (ChromaSmoother, ChromaStabilizer, CodeHold, flow, flow_confidence,
-                            histogram_distance, stillness, warp)
+from tint.media.stabilize import ChromaSmoother, ChromaStabilizer, CodeHold, flow, flow_confidence, histogram_distance, stillness, warp
 
 cv2 = pytest.importorskip("cv2")
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tint.data import GpuBatches, build_pack, find_images, load_pack
-from tint.errors import TintError
-from tint.model import ab_bins
-from tint.train import (add_train_arguments, compute_loss, lr_factor, rebalance_weights,
-                        soft_encode)
+from tint.training.data import GpuBatches, build_pack, find_images, load_pack
+from tint.core.errors import TintError
+from tint.core.model import ab_bins
+from tint.cli.train import add_train_arguments
+from tint.training.train import compute_loss, lr_factor, rebalance_weights, soft_encode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -205,7 +205,7 @@ def _state(out):
 
 
 def test_train_then_resume_is_exact(photos, pack, tmp_path):
-    from tint.train import run_train
+    from tint.cli.train import run_train
     base = ("--backbone", "tiny-darknet", "--final-width", "8")
     # 9 images, batch 4 -> 2 steps/epoch, 3 epochs -> 6 steps
     assert run_train(_args(photos, tmp_path / "a", pack[0], *base)) == 0
@@ -223,7 +223,7 @@ def test_train_then_resume_is_exact(photos, pack, tmp_path):
 
 def test_train_final_weights_load_and_colorize(photos, pack, tmp_path, tiny_weights):
     import tint
-    from tint.train import run_train
+    from tint.cli.train import run_train
     val = tmp_path / "val"
     val.mkdir()
     shutil.copy(next(photos.glob("a/img0.jpg")), val / "v.jpg")
@@ -247,7 +247,7 @@ def test_train_final_weights_load_and_colorize(photos, pack, tmp_path, tiny_weig
 def test_context_stride_run_with_exclude_and_steps(photos, pack, tmp_path):
     """The new head options train; --exclude keeps held-out names out; --steps fixes the
     schedule so a stopped run resumes into the same one."""
-    from tint.train import run_train
+    from tint.cli.train import run_train
     excl = tmp_path / "heldout.txt"
     excl.write_text("img0.jpg\n")
     base = ("--backbone", "tiny-darknet", "--final-width", "8", "--context", "8", "--out-stride", "2",
@@ -264,8 +264,8 @@ def test_context_stride_run_with_exclude_and_steps(photos, pack, tmp_path):
 
 
 def test_feature_loss_is_zero_at_truth_and_positive_off_it():
-    from tint.model import TinyDarknetEncoder
-    from tint.train import FeatureLoss
+    from tint.core.model import TinyDarknetEncoder
+    from tint.training.train import FeatureLoss
     torch.manual_seed(0)
     fl = FeatureLoss(TinyDarknetEncoder(in_channels=3))
     x = torch.rand(2, 3, 32, 32)
@@ -274,7 +274,7 @@ def test_feature_loss_is_zero_at_truth_and_positive_off_it():
 
 
 def test_time_limit_sizes_schedule(photos, pack, tmp_path, capsys):
-    from tint.train import run_train
+    from tint.cli.train import run_train
     out = tmp_path / "t"
     assert run_train(_args(photos, out, pack[0], "--epochs", "1000", "--time-limit", "0.15",
                            "--reserve", "0", "--calib-steps", "2", "--final-width", "4")) == 0
@@ -286,7 +286,7 @@ def test_time_limit_sizes_schedule(photos, pack, tmp_path, capsys):
 
 
 def test_train_cli_errors(photos, tmp_path):
-    from tint.cli import main
+    from tint.cli.main import main
     assert main(["train", str(photos), "--crop", "30", "--out", str(tmp_path)]) == 2
     assert main(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--pack",
                  str(tmp_path / "p.npy")]) == 2
@@ -294,8 +294,8 @@ def test_train_cli_errors(photos, tmp_path):
 
 
 def test_init_backbone_mismatch(tiny_weights):
-    from tint.model import Colorizer, ColorizerConfig
-    from tint.train import load_init
+    from tint.core.model import Colorizer, ColorizerConfig
+    from tint.training.train import load_init
     with pytest.raises(TintError, match="tiny-darknet"):
         load_init(Colorizer(ColorizerConfig(backbone="vgg16")), tiny_weights, log=lambda *a: None)
 
@@ -305,7 +305,7 @@ def test_ddp_two_processes_on_cpu(photos, pack, tmp_path):
     """torchrun with 2 gloo processes: runs, shards, saves once."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "tint.train", str(photos), "--out", str(out), "--pack", str(pack[0]),
+           "-m", "tint", "train", str(photos), "--out", str(out), "--pack", str(pack[0]),
            "--pack-size", "48", "--crop", "32", "--batch", "2", "--epochs", "2", "--workers", "1",
            "--warmup", "1", "--bench-input", "0", "--no-bar", "--device", "cpu", "--final-width", "4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -316,9 +316,9 @@ def test_ddp_two_processes_on_cpu(photos, pack, tmp_path):
 
 
 def test_init_loads_all_when_config_matches(tiny_weights):
-    from tint.model import Colorizer, ColorizerConfig
-    from tint.train import load_init
-    from tint.weights import load_weights
+    from tint.core.model import Colorizer, ColorizerConfig
+    from tint.training.train import load_init
+    from tint.core.weights import load_weights
     model = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=8))
     assert load_init(model, tiny_weights, log=lambda *a: None) == "all"
     ref, _ = load_weights(tiny_weights)
@@ -329,8 +329,8 @@ def test_init_loads_all_when_config_matches(tiny_weights):
 
 
 def test_semantic_loss_is_zero_at_truth_and_positive_off_it():
-    from tint.model import TinyDarknetEncoder
-    from tint.train import FeatureLoss
+    from tint.core.model import TinyDarknetEncoder
+    from tint.training.train import FeatureLoss
     torch.manual_seed(0)
     net = TinyDarknetEncoder(in_channels=3, classifier=True)
     for m in net.modules():       # PyTorch's default init leaves the deepest tap ~1e-7: flat logits
@@ -346,7 +346,7 @@ def test_semantic_loss_is_zero_at_truth_and_positive_off_it():
 
 
 def test_budget_sizes_schedule_beyond_the_time_limit(photos, pack, tmp_path, capsys):
-    from tint.train import run_train
+    from tint.cli.train import run_train
     out = tmp_path / "t"
     assert run_train(_args(photos, out, pack[0], "--epochs", "1000", "--time-limit", "0.1",
                            "--budget", "0.3", "--reserve", "0", "--calib-steps", "2",
@@ -358,5 +358,5 @@ def test_budget_sizes_schedule_beyond_the_time_limit(photos, pack, tmp_path, cap
 
 
 def test_budget_needs_a_time_limit(photos, tmp_path):
-    from tint.cli import main
+    from tint.cli.main import main
     assert main(["train", str(photos), "--budget", "5", "--out", str(tmp_path)]) == 2

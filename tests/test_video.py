@@ -14,8 +14,11 @@ import torch
 av = pytest.importorskip("av")
 
 import tint                                                   # noqa: E402
-from tint.errors import TintError                             # noqa: E402
-from tint.video import colorize_frames, colorize_video, import_av, plan_jobs  # noqa: E402
+from tint.core.errors import TintError
+from tint.media.video.step import colorize_frames
+from tint.media.video.pipeline import colorize_video
+from tint.media.video.formats import import_av
+from tint.cli.video import plan_jobs
 
 SIZE = 32            # working size: keeps the random network cheap on a shared CPU
 REPO = Path(__file__).resolve().parents[1]
@@ -191,7 +194,7 @@ def test_bad_input_is_one_line(tmp_path, runner, name, make, message):
 
 
 def test_cli_bad_input_exit_2(tmp_path, tiny_weights, capsys):
-    from tint.cli import main
+    from tint.cli.main import main
     (tmp_path / "junk.mp4").write_bytes(b"junk" * 100)
     rc = main(["video", str(tmp_path / "junk.mp4"), "-o", str(tmp_path / "o.mp4"),
                "--weights", str(tiny_weights), "--device", "cpu", "--size", "32", "--quiet"])
@@ -253,10 +256,10 @@ def test_resume_after_an_interrupted_job(tmp_path, runner):
 
 
 def test_resume_after_sigkill(tmp_path, tiny_weights):
-    """A real kill -9 in the middle of a job started with `python -m tint.video`."""
+    """A real kill -9 in the middle of a job started with `python -m tint video`."""
     src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_film(src, frames=240, audio="aac")
-    cmd = [sys.executable, "-m", "tint.video", str(src), "-o", str(dst), "--weights", str(tiny_weights),
+    cmd = [sys.executable, "-m", "tint", "video", str(src), "-o", str(dst), "--weights", str(tiny_weights),
            "--device", "cpu", "--size", "32", "--batch", "1", "--segment-seconds", "0.5", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -293,7 +296,7 @@ def test_folder_is_sharded_by_rank(tmp_path):
 
 
 def test_folder_cli(tmp_path, tiny_weights, monkeypatch):
-    from tint.cli import main
+    from tint.cli.main import main
     films = tmp_path / "films"
     films.mkdir()
     make_film(films / "a.mp4", frames=6, audio=None)
@@ -318,8 +321,9 @@ def test_missing_pyav_names_the_extra(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- the Y'CbCr pixel path
-from tint.video import (FrameColorizer, FrameLayout, PASSTHROUGH, lightness_lut, luma_to_gray_lut,  # noqa: E402
-                        output_spec, rgb_to_yuv)
+from tint.media.video.step import FrameColorizer, PASSTHROUGH
+from tint.media.video.formats import FrameLayout, lightness_lut, luma_to_gray_lut, rgb_to_yuv
+from tint.media.video.encode import output_spec
 
 
 def yuv_frame(y, full_range=False):
@@ -344,7 +348,7 @@ def test_luma_lut_is_swscale_for_every_code():
     np.testing.assert_array_equal(luma_to_gray_lut(False)[y], yuv_frame(y).to_ndarray(format="gray"))
     np.testing.assert_array_equal(luma_to_gray_lut(True)[y], yuv_frame(y, True).to_ndarray(format="gray"))
     # L of a luma code == L of the rgb24 path's gray pixel (within swscale's +-1 in rgb24)
-    from tint.color import gray_to_lightness
+    from tint.core.color import gray_to_lightness
     rgb = yuv_frame(y).to_ndarray(format="rgb24")[0, :256, 0]
     ref = gray_to_lightness(torch.from_numpy(rgb).float().view(1, 1, -1) / 255).view(-1)
     assert (lightness_lut(False) - ref).abs().max() < 0.6                     # < 1 gray level
@@ -476,7 +480,7 @@ def test_lookahead_keeps_every_frame_and_its_time(tmp_path, runner, frames, batc
 def test_video_frames_do_not_depend_on_the_batch(tmp_path, runner):
     """Through the pipeline (lossless output), batch 3 and batch 16 give the frames of the
     step run on the whole clip at once: the filter's windows do not move with the batches."""
-    from tint.stabilize import LOOKAHEAD
+    from tint.media.stabilize import LOOKAHEAD
     n = LOOKAHEAD + 6
     src = tmp_path / "in.mp4"
     make_film(src, frames=n, audio=None)

@@ -10,7 +10,7 @@ Flow for any input (PIL image, numpy array or torch tensor):
 The luminance of the output is the input's, pixel for pixel; only chroma is predicted.
 ``saturation`` scales the predicted chroma before the join (0 gray, 1 as predicted).
 Work is bounded by pixel count at every step: the working shape holds about size*size
-pixels whatever the input's shape (``tint.pixels``), resizing never builds an image
+pixels whatever the input's shape (``tint.core.pixels``), resizing never builds an image
 larger than its input or its result, and the full-resolution join runs in tiles of
 at most ``STRIP_PIXELS`` pixels, gathering two chroma taps per axis (no interpolation
 matrix sized by the image's width or height)."""
@@ -112,7 +112,7 @@ class Runner:
 
     def _build_network(self):
         """The callable L_work -> ab.  On CUDA the engine (fp16, folded BN, graphs) runs it;
-        on a CPU ONNX Runtime when it is installed (tint.onnx_runtime), else eager PyTorch."""
+        on a CPU ONNX Runtime when it is installed (tint.engine.onnx), else eager PyTorch."""
         if self.device.type == "cpu":
             net, self.backend, self.backend_reason = cpu_network(
                 self.model, self.backend, self.precision, key=weights_key(self.weights_path))
@@ -277,5 +277,5 @@ def colorize(image, *, size: int | None = None, saturation: float | None = None,
             result.info["dpi"] = image.info["dpi"]
         return result
     if isinstance(image, (str, Path)):
-        raise TintError("colorize() takes pixels; for files use tint.io.read_image or 'tint image'")
+        raise TintError("colorize() takes pixels; for files use tint.media.io.read_image or 'tint image'")
     raise TintError(f"cannot colorize a {type(image).__name__}; pass a PIL image, numpy array or tensor")

@@ -1,6 +1,6 @@
 """``tint bench``: one network, one set of weights, four ways of running it, one table.
 
-On a CPU (``--device cpu``, or no CUDA) it is tint.bench_cpu instead: eager fp32 vs
+On a CPU (``--device cpu``, or no CUDA) it is tint.bench.cpu instead: eager fp32 vs
 ONNX Runtime for both bundled models.  On a GPU:
 
     eager-fp32      the model as a user would port it: fp32, NCHW, PyTorch ops

@@ -1,7 +1,6 @@
 """``tint bench``: the options, and GPU or CPU by the device."""
 from __future__ import annotations
 
-
 from ..bench.gpu import run_variants
 
 
@@ -38,7 +37,7 @@ def add_arguments(p):
 
 # --------------------------------------------------------------------------- bench
 def run(args) -> int:
-    """``tint bench``: the variants below on a GPU; on a CPU eager vs ONNX Runtime (bench_cpu)."""
+    """``tint bench``: the variants on a GPU (tint.bench.gpu); on a CPU eager vs ONNX Runtime (tint.bench.cpu)."""
     from ..api import pick_device
     if pick_device(args.device).type == "cpu":
         from ..bench.cpu import run_cpu

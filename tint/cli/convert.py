@@ -11,7 +11,6 @@ from ..core.weights import save_weights
 from ..training.importers import FP16_MAX, convert
 
 
-# --------------------------------------------------------------------------- CLI
 def add_arguments(p) -> None:
     p.add_argument("src", metavar="SRC", help="Keras .h5, TF.js model.json (or its folder), or PyTorch .pt/.pth")
     p.add_argument("-o", "--out", required=True, metavar="OUT.safetensors", help="tint weights file to write")

@@ -11,7 +11,6 @@ from ..core.errors import TintError
 from ..training.evaluate import JUDGE_ENV, JUDGE_PROTOCOL, PROTOCOL, PerceptualJudge, _finite, contact_sheet, default_judge, evaluate, find_judge, format_means, load_truth, truth_files
 
 
-# --------------------------------------------------------------------------- CLI
 def add_eval_arguments(p) -> None:
     p.add_argument("folder", help="folder of color photos (ground truth)")
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the full report here")
@@ -25,7 +24,6 @@ def add_eval_arguments(p) -> None:
                         f"semantic agreement (default: ${JUDGE_ENV}, else "
                         f"../shared/data/weights/tiny-darknet beside the repo, if present)")
     p.add_argument("--no-judge", action="store_true", help="skip the perceptual measures")
-
 
 
 def run_eval(args) -> int:

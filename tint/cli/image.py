@@ -1,4 +1,4 @@
-"""``tint image`` (colorize files, folders and globs) and ``tint info``.
+"""``tint image``: colorize files, folders and globs.
 
 A batch never stops at a bad file: each failure is one line on stderr, existing outputs
 are skipped (so a killed batch resumes where it stopped), and a summary ends the run.

@@ -6,7 +6,6 @@ import sys
 from ..serve.server import Limits, import_server, bind_socket, create_app, exposure_warning
 
 
-# --------------------------------------------------------------------------- CLI
 def add_arguments(parser) -> None:
     g = parser.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1",

@@ -8,7 +8,6 @@ from ..core.errors import TintError
 from ..training.train import train
 
 
-# --------------------------------------------------------------------------- CLI
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="+", help="folders of colour photos (searched recursively)")
     p.add_argument("--out", default="runs/train", help="output folder (last.pt, final.safetensors, log.jsonl)")

@@ -19,7 +19,7 @@ Chroma at a coarser stride (``out_stride``) costs a quarter of the full-resoluti
 per factor of 2; chroma is smooth, and the full-resolution lightness keeps every edge.
 
 H and W must be multiples of ``Colorizer.multiple``.  Everything a model needs to be
-rebuilt is in ``ColorizerConfig``; weights files carry it (see ``tint.weights``).
+rebuilt is in ``ColorizerConfig``; weights files carry it (see ``tint.core.weights``).
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class VGG16Encoder(nn.Module):
 
     The input is two planes: gray in [0, 1] and a plane of ones.  The ones plane lets an
     imported first conv carry Caffe's per-channel mean exactly, zero padding included
-    (see ``tint.importers.fold_rgb_conv``).
+    (see ``tint.training.importers.fold_rgb_conv``).
     """
     blocks = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512))
     tap_channels = (64, 128, 256, 512)     # conv1_2, conv2_2, conv3_3, conv4_3
@@ -287,6 +287,6 @@ class Colorizer(nn.Module):
 def working_shape(h: int, w: int, size: int, multiple: int) -> tuple[int, int]:
     """The (h, w) the network runs at: about size*size pixels, the input's aspect kept,
     each side a multiple of ``multiple`` and at least ``multiple``; bounded for extreme
-    aspect ratios.  Defined in ``tint.pixels`` (with the size check), re-exported here."""
+    aspect ratios.  Defined in ``tint.core.pixels`` (with the size check), re-exported here."""
     from .pixels import working_shape as shape
     return shape(h, w, size, multiple)

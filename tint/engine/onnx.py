@@ -198,10 +198,10 @@ def cpu_network(model, backend: str, precision: str, key=None):
 
 
 def main(argv=None) -> int:
-    """``python -m tint.onnx_runtime --weights NAME|FILE --out model.onnx``: write the export."""
+    """``python -m tint.engine.onnx --weights NAME|FILE --out model.onnx``: write the export."""
     import argparse
     from ..core.weights import load_weights, resolve
-    p = argparse.ArgumentParser(prog="python -m tint.onnx_runtime", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m tint.engine.onnx", description=main.__doc__)
     p.add_argument("--weights", default=None)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)

@@ -2,7 +2,7 @@
 
 One process loads the model once and answers:
 
-    GET  /             the page (tint/static/index.html: drop photos, before/after, webcam)
+    GET  /             the page (tint/serve/static/index.html: drop photos, before/after, webcam)
     GET  /api/health   {"status": "ok", "version", "device", "model", "size", "limits", "queue", ...}
     POST /api/colorize body = image bytes (raw, or multipart/form-data with one file);
                        options (query or form fields): size (working size), saturation
@@ -85,7 +85,6 @@ class Limits:
                 raise TintError(f"{name} must be a positive number of seconds, got {v:g}")
 
 
-
 def import_server():
     try:
         import starlette  # noqa: F401
@@ -148,7 +147,7 @@ class Options:
 
 def parse_options(query, default_size: int, default_saturation: float = 1.0) -> Options:
     """Query params or form fields -> Options, or a 400 RequestError.  Ranges are the ones
-    every interface uses (``tint.pixels``)."""
+    every interface uses (``tint.core.pixels``)."""
     def integer(name, default, lo, hi):
         raw = query.get(name)
         if raw is None or raw == "":
@@ -179,7 +178,7 @@ def parse_options(query, default_size: int, default_saturation: float = 1.0) -> 
 
 
 def decode_image(data: bytes, max_pixels: int):
-    """Image bytes -> a loaded PIL image.  The header is checked as ``tint.io`` checks files
+    """Image bytes -> a loaded PIL image.  The header is checked as ``tint.media.io`` checks files
     (size against ``max_pixels`` before any pixel is decoded); the type comes from the bytes."""
     from ..media.io import NotAnImage, TooManyPixels, open_header
     if not data:

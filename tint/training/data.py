@@ -290,9 +290,9 @@ def bench_batches(batches: GpuBatches, n: int = 200) -> float:
 
 # --------------------------------------------------------------------------- CLI
 def main(argv=None) -> int:
-    """``python -m tint.data FOLDER... --out PACK.npy``: build (or reuse) a pack."""
+    """``python -m tint.training.data FOLDER... --out PACK.npy``: build (or reuse) a pack."""
     import argparse
-    p = argparse.ArgumentParser(prog="python -m tint.data", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m tint.training.data", description=main.__doc__)
     p.add_argument("folders", nargs="+")
     p.add_argument("--out", required=True, help="pack file (.npy)")
     p.add_argument("--pack-size", type=int, default=224)
@@ -305,7 +305,7 @@ def main(argv=None) -> int:
         exclude = {n for f in a.exclude for n in Path(f).read_text().split()}
         build_pack(a.folders, a.out, a.pack_size, a.workers, force=a.force, exclude=exclude)
     except TintError as e:
-        print(f"tint.data: error: {e}", file=sys.stderr)
+        print(f"tint.training.data: error: {e}", file=sys.stderr)
         return 2
     return 0
 

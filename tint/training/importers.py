@@ -4,7 +4,7 @@ Each source format gets a declarative table of rules ``tint key <- source key`` 
 source shape it must have and the layout change it needs (gpt-fast's
 convert_hf_checkpoint, timm's ``_n2p``).  ``apply_rules`` then insists that every source
 tensor is either consumed by a rule or explicitly ignored, and that every shape matches;
-anything else is a TintError naming the key.  ``tint.weights.load_state`` does the final
+anything else is a TintError naming the key.  ``tint.core.weights.load_state`` does the final
 strict copy.  Runtime code never reads these formats: it loads the file written here.
 
 Formats:

@@ -1,7 +1,7 @@
 """``tint train``: train a colorizer on folders of colour photos (one GPU, or many with torchrun).
 
     tint train photos/ --backbone tiny-darknet --init encoder.safetensors --time-limit 8
-    torchrun --nproc_per_node 4 -m tint.train photos/ --backbone vgg16 --epochs 40
+    torchrun --nproc_per_node 4 -m tint train photos/ --backbone vgg16 --epochs 40
 
 Pipeline: photos --(once, in parallel)--> uint8 pack --(on the GPU)--> random crops in Lab
 -> Colorizer.raw(L) -> loss against the true ab -> AdamW, cosine schedule.

@@ -9,7 +9,7 @@ from ...core.pipeline import join_chroma
 from .common import HAVE_TRITON, tl, triton, triton_enabled
 
 
-# Constants exactly as tint.color uses them (rounded to float32 where a kernel sees them).
+# Constants exactly as tint.core.color uses them (rounded to float32 where a kernel sees them).
 _Y_ROW = color._RGB_TO_XYZ[1]
 _XYZ_TO_RGB = torch.linalg.inv(torch.tensor(color._RGB_TO_XYZ, dtype=torch.float64)).tolist()
 _WX, _, _WZ = color._WHITE_D65
@@ -122,7 +122,7 @@ if HAVE_TRITON:
             + ly1 * (lx0 * tl.load(pb + r1 + c0, m, other=0.0).to(tl.float32)
                      + lx1 * tl.load(pb + r1 + c1, m, other=0.0).to(tl.float32))
         L = tl.load(L_ptr + b * sLb + y * sLy + xs * sLx, m, other=0.0).to(tl.float32)
-        # Lab -> XYZ (tint.color.lab_to_rgb, same thresholds; z clipped at 0 like skimage)
+        # Lab -> XYZ (tint.core.color.lab_to_rgb, same thresholds; z clipped at 0 like skimage)
         fy = (L + 16.0) / 116.0
         fx = fy + a / 500.0
         fz = tl.maximum(fy - bb / 200.0, 0.0)

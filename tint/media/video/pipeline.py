@@ -95,7 +95,7 @@ def colorize_video(src, dst, *, runner=None, colorize_batch=None,
     """Colorize the film ``src`` into ``dst``.  See the module docstring for the flow.
 
     ``stabilize``: the temporal filter (default on); ``lookahead``: frames of the future it
-    averages too (default ``tint.stabilize.LOOKAHEAD``; 0: causal, as the camera).
+    averages too (default ``tint.media.stabilize.LOOKAHEAD``; 0: causal, as the camera).
     ``colorize_batch``: None (``runner``'s model with the stabilizer: ``FrameColorizer``),
     ``PASSTHROUGH`` (no network: the bench's ceiling), an object with ``submit`` like
     ``FrameColorizer``, or a plain function ``f(y uint8 (B, H, W), layout) -> uint8
