@@ -26,10 +26,10 @@ import torch
 from .core.color import gray_to_lightness, lab_to_rgb, rgb_to_lightness
 from .core.errors import TintError
 from .core.model import working_shape
-from .engine.onnx import BACKENDS, cpu_network, import_ort, weights_key
+from .core.pipeline import join_chroma, resize_lightness, scale_chroma, tiles, upsample_chroma_rows
 from .core.pixels import FLOAT_SLACK, check_pixels, check_saturation, check_size
 from .core.weights import load_weights, resolve
-from .core.pipeline import join_chroma, resize_lightness, scale_chroma, tiles, upsample_chroma_rows
+from .engine.onnx import BACKENDS, cpu_network, import_ort, weights_key
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:

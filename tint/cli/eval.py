@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 from ..core.errors import TintError
-from ..training.evaluate import JUDGE_ENV, JUDGE_PROTOCOL, PROTOCOL, PerceptualJudge, _finite, contact_sheet, default_judge, evaluate, find_judge, format_means, load_truth, truth_files
+from ..training.evaluate import (
+    JUDGE_ENV, JUDGE_PROTOCOL, PROTOCOL, PerceptualJudge, _finite, contact_sheet, default_judge, evaluate,
+    find_judge, format_means, load_truth, truth_files)
 
 
 def add_eval_arguments(p) -> None:

@@ -6,7 +6,6 @@ import argparse
 from ..core.errors import TintError
 
 
-# --------------------------------------------------------------------------- info
 def add_info_arguments(p: argparse.ArgumentParser) -> None:
     pass    # only the shared --weights / --device / --size
 

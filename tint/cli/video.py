@@ -9,8 +9,8 @@ import torch
 
 from ..core.errors import TintError
 from ..media.video.formats import CONTAINERS, VIDEO_SUFFIXES, X264_PRESETS, import_av
-from ..media.video.resume import SEGMENT_SECONDS
 from ..media.video.pipeline import colorize_video
+from ..media.video.resume import SEGMENT_SECONDS
 
 
 def add_video_arguments(p) -> None:

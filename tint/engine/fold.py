@@ -7,8 +7,8 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from . import kernels as K
 from ..core.model import LEAKY_SLOPE, Colorizer, TinyDarknetEncoder, VGG16Encoder
+from . import kernels as K
 
 
 FINAL_PAD = 8           # the head's final width is padded to a multiple of this

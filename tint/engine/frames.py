@@ -7,12 +7,11 @@ from collections import OrderedDict, deque
 import numpy as np
 import torch
 
-from . import kernels as K
 from ..core.model import working_shape
+from . import kernels as K
 from .graphs import Engine, capture
 
 
-# --------------------------------------------------------------------------- frames
 class _Slot:
     """One of the two buffer sets of a frame shape: pinned host in/out, device in/out,
     the graph from device in to device out, and the events that order their reuse."""

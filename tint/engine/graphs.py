@@ -7,8 +7,8 @@ from collections import OrderedDict
 
 import torch
 
-from . import kernels as K
 from ..core.model import Colorizer
+from . import kernels as K
 from .fold import DEFAULTS, FastColorizer
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from ...core.errors import TintError
-from .formats import FrameLayout, Y_PLANE_FORMATS, _av_reason, _log, full_range_luma, gray_to_luma_lut, import_av, output_matrix
+from .formats import (
+    FrameLayout, Y_PLANE_FORMATS, _av_reason, _log, full_range_luma, gray_to_luma_lut, import_av,
+    output_matrix)
 
 
-# ----------------------------------------------------------------------------- input
 @dataclass
 class VideoInput:
     path: Path

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from ...core.errors import TintError
-from .formats import COLOR_TAGS, CONTAINERS, ENCODERS, FrameLayout, RANGE_MPEG, X264_PRESETS, _FALLBACK_SUPPORT, import_av
 from .decode import VideoInput, _has_codec
+from .formats import (
+    COLOR_TAGS, CONTAINERS, ENCODERS, FrameLayout, RANGE_MPEG, X264_PRESETS, _FALLBACK_SUPPORT, import_av)
 
 
-# ----------------------------------------------------------------------------- output settings
 @dataclass
 class OutputSpec:
     format: str                      # FFmpeg muxer

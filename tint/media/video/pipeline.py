@@ -12,15 +12,14 @@ from typing import Callable
 import torch
 
 from ...core.errors import TintError
-from .formats import FrameLayout, _log
-from .step import IN_BUFFERS, OUT_BUFFERS, acquire_buffers, make_step, release_buffers
 from .decode import VideoInput, decoded, luma_into, open_input
 from .encode import OutputSpec, output_spec
-from .resume import SEGMENT_SECONDS, SegmentWriter, WorkDir
+from .formats import FrameLayout, _log
 from .remux import assemble
+from .resume import SEGMENT_SECONDS, SegmentWriter, WorkDir
+from .step import IN_BUFFERS, OUT_BUFFERS, acquire_buffers, make_step, release_buffers
 
 
-# ----------------------------------------------------------------------------- the pipeline
 _END = object()
 
 

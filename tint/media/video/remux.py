@@ -7,13 +7,12 @@ from pathlib import Path
 
 from ...core.errors import TintError
 from ...core.files import atomic_write
-from .formats import _av_reason, _log, import_av
 from .decode import _has_codec
 from .encode import OutputSpec, _muxer_options, _supported
+from .formats import _av_reason, _log, import_av
 from .resume import WorkDir
 
 
-# ----------------------------------------------------------------------------- final remux
 def assemble(work: WorkDir, src: Path, dst: Path, spec: OutputSpec, warn=_log) -> dict:
     """Concatenate the segments' video packets and copy the input's audio and subtitle
     packets untouched into ``dst`` (atomically).  Audio the container cannot hold is

@@ -11,14 +11,13 @@ import numpy as np
 
 from ...core.errors import TintError
 from ...core.files import atomic_write
-from .formats import FrameLayout
 from .decode import VideoInput
 from .encode import OutputSpec, _VideoEncoder
+from .formats import FrameLayout
 
 
 SEGMENT_SECONDS = 10.0
 STATE_VERSION = 1
-# ----------------------------------------------------------------------------- work dir / resume
 class WorkDir:
     """Finished segments and a manifest, next to OUT: ``.OUT.tint-work/``.
 

@@ -12,7 +12,6 @@ from ...core.errors import TintError
 from .formats import FrameLayout, gray_to_luma_lut, lightness_lut, luma_to_gray_lut, rgb_to_yuv
 
 
-# ----------------------------------------------------------------------------- the colorize step
 @torch.no_grad()
 def colorize_frames(runner, frames: np.ndarray, *, size: int | None = None, stabilizer=None) -> np.ndarray:
     """Colorize B consecutive frames: uint8 (B, H, W, 3) RGB (or gray in all 3) -> uint8 (B, H, W, 3).
