@@ -64,7 +64,7 @@ if [[ $STAGE == profile ]]; then
     $PY - "$OUT/profile" <<'PYEOF' > "$OUT/profile_stdout.txt" 2>&1
 import sys, torch
 from tint.bench.gpu import profile, random_model
-from tint.engine import Engine
+from tint.engine.graphs import Engine
 m = random_model("vgg16", "ab").cuda()
 profile(Engine(m, "fp16"), torch.device("cuda"), sys.argv[1], 256)
 PYEOF
