@@ -1,6 +1,6 @@
 """Pack the training photos into tar chunks small enough for one transfer each.
 
-    python scripts/make_chunks.py ~/.cache/tint-train-v2 -o CHUNKS_DIR [--mib 56]
+    python scripts/make_chunks.py ~/.cache/tint-train-v2 -o CHUNKS_DIR [--mib 50]
 
 Reads the part-NNN/ folders that ../shared/tools/build_train_pack.py wrote, leaves out the
 held-out splits (splits/*.txt), and writes chunk-NN.tar files (plain tar, photos sorted by
@@ -24,7 +24,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("pack_dir", type=Path, help="folder holding part-NNN/ of WebP photos")
     ap.add_argument("-o", "--output", type=Path, required=True)
-    ap.add_argument("--mib", type=float, default=56.0)
+    ap.add_argument("--mib", type=float, default=50.0)
     a = ap.parse_args()
     held = {n for f in SPLITS.glob("*.txt") for n in f.read_text().split()}
     parts = sorted(d for d in a.pack_dir.iterdir() if d.is_dir() and d.name.startswith("part-"))

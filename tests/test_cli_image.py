@@ -261,7 +261,7 @@ def test_info(capsys, tiny_weights, monkeypatch):
         assert key in out
     assert "tiny-darknet" in out and "random test weights" in out
     code, out, err = tint(capsys, "info", "--device", "cpu")          # the bundled model
-    assert code == 0 and "tint-default.safetensors" in out and "temperature=0.4" in out
+    assert code == 0 and "tint-default.safetensors" in out and "temperature=0.3" in out
     from tint.core import weights
     monkeypatch.setattr(weights, "REGISTRY", {})
     code, out, err = tint(capsys, "info", "--device", "cpu")

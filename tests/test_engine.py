@@ -90,7 +90,7 @@ def test_fast_colorizer_matches_model(backbone, output, gpu_layout):
 def test_fast_colorizer_matches_model_with_context(backbone, output, stride, gpu_layout):
     torch.manual_seed(0)
     m = Colorizer(ColorizerConfig(backbone=backbone, output=output, final_width=16, context=24,
-                                  out_stride=stride))
+                                  out_stride=stride, chroma_gain=1.15 if output == "bins" else 1.0))
     torch.nn.init.normal_(m.head.context.film.weight, std=0.1)     # a trained branch is not the identity
     m = randomize_bn(m).eval()
     L = torch.rand(2, 1, 48, 80) * 100
@@ -204,7 +204,7 @@ def test_gpu_engine_matches_context_stride_model(precision, tol):
     from tint.training.train import init_fresh
     torch.manual_seed(0)
     m = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=64, context=128,
-                                  out_stride=2, temperature=0.5))
+                                  out_stride=2, temperature=0.5, chroma_gain=1.15))
     init_fresh(m)
     torch.nn.init.normal_(m.head.context.film.weight, std=0.05)
     m = randomize_bn(m).eval().cuda()

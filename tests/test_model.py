@@ -243,3 +243,15 @@ class TestContextAndStride:
         c = ColorizerConfig.from_dict({"backbone": "vgg16", "output": "ab", "final_width": 3, "bin_step": 10.0,
                                        "temperature": 0.38, "size": 256})
         assert c.context == 0 and c.out_stride == 1
+
+
+def test_chroma_gain_scales_the_bins_readout():
+    import dataclasses
+    torch.manual_seed(0)
+    m = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=8)).eval()
+    raw = torch.randn(1, m.bins.shape[0], 4, 4)
+    base = m.readout(raw)
+    m.config = dataclasses.replace(m.config, chroma_gain=1.2)
+    assert torch.allclose(m.readout(raw), 1.2 * base, atol=1e-4)
+    with pytest.raises(ValueError, match="chroma_gain"):
+        ColorizerConfig(chroma_gain=10.0)

@@ -47,6 +47,8 @@ class ColorizerConfig:
     size: int = 256                  # default working size: the network sees about size*size pixels
     context: int = 0                 # width of the global-context branch (0: none, the classic design)
     out_stride: int = 1              # chroma is predicted at working size / out_stride (1, 2, 4)
+    chroma_gain: float = 1.0         # bins readout x this: a calibration chosen on a tuning split,
+                                     # since the perceptual losses leave the mean below true chroma
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -55,6 +57,8 @@ class ColorizerConfig:
             raise ValueError(f"output must be 'ab' or 'bins', got {self.output!r}")
         if self.out_stride not in (1, 2, 4):
             raise ValueError(f"out_stride must be 1, 2 or 4, got {self.out_stride!r}")
+        if not 0.25 <= self.chroma_gain <= 4.0:
+            raise ValueError(f"chroma_gain must be 0.25..4, got {self.chroma_gain!r}")
         if not 0 <= self.context <= 1024:
             raise ValueError(f"context must be 0..1024, got {self.context!r}")
 
@@ -270,7 +274,7 @@ class Colorizer(nn.Module):
         # Annealed mean: sharpen the distribution, then take its mean, which keeps
         # colours vivid (mode-like) without the mode's spatial speckle.
         p = torch.softmax(raw.float() / self.config.temperature, dim=1)
-        return torch.einsum("bqhw,qc->bchw", p, self.bins.float()).to(raw.dtype)
+        return torch.einsum("bqhw,qc->bchw", p, self.bins.float() * self.config.chroma_gain).to(raw.dtype)
 
     def upsample(self, ab: torch.Tensor) -> torch.Tensor:
         """ab at the output stride -> ab at the working size (bilinear)."""

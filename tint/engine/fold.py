@@ -163,7 +163,7 @@ class FastColorizer(torch.nn.Module):
             from ..core.model import AB_SCALE
             wo, bo = wo * AB_SCALE, bo * AB_SCALE            # readout folded into the conv
         else:
-            bins = model.bins.float()
+            bins = model.bins.float() * model.config.chroma_gain    # the readout is linear in the bins
         self.out = K.HeadOutParams(wo.to(dev), bo.to(dev), bins, model.config.temperature, dtype)
         # Triton replacements, used only where their kernel runs (CUDA, 16-bit, dense NHWC);
         # elsewhere the cuDNN/reference path above runs, so CPU tests check the same folding.
