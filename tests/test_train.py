@@ -194,7 +194,7 @@ def _args(data, out, pack, *extra):
     import argparse
     p = argparse.ArgumentParser()
     add_train_arguments(p)
-    return p.parse_args([str(data), "--out", str(out), "--pack", str(pack), "--pack-size", "48",
+    return p.parse_args([str(data), "-o", str(out), "--pack", str(pack), "--pack-size", "48",
                          "--crop", "32", "--batch", "4", "--epochs", "3", "--workers", "1",
                          "--warmup", "1", "--bench-input", "0", "--no-bar", "--device", "cpu",
                          "--log-every", "1000", *extra])
@@ -287,8 +287,8 @@ def test_time_limit_sizes_schedule(photos, pack, tmp_path, capsys):
 
 def test_train_cli_errors(photos, tmp_path):
     from tint.cli.main import main
-    assert main(["train", str(photos), "--crop", "30", "--out", str(tmp_path)]) == 2
-    assert main(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--pack",
+    assert main(["train", str(photos), "--crop", "30", "-o", str(tmp_path)]) == 2
+    assert main(["train", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), "--pack",
                  str(tmp_path / "p.npy")]) == 2
     assert main(["train", str(photos), "--init", str(tmp_path / "none.safetensors")]) == 2
 
@@ -305,7 +305,7 @@ def test_ddp_two_processes_on_cpu(photos, pack, tmp_path):
     """torchrun with 2 gloo processes: runs, shards, saves once."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "tint", "train", str(photos), "--out", str(out), "--pack", str(pack[0]),
+           "-m", "tint", "train", str(photos), "-o", str(out), "--pack", str(pack[0]),
            "--pack-size", "48", "--crop", "32", "--batch", "2", "--epochs", "2", "--workers", "1",
            "--warmup", "1", "--bench-input", "0", "--no-bar", "--device", "cpu", "--final-width", "4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -359,4 +359,4 @@ def test_budget_sizes_schedule_beyond_the_time_limit(photos, pack, tmp_path, cap
 
 def test_budget_needs_a_time_limit(photos, tmp_path):
     from tint.cli.main import main
-    assert main(["train", str(photos), "--budget", "5", "--out", str(tmp_path)]) == 2
+    assert main(["train", str(photos), "--budget", "5", "-o", str(tmp_path)]) == 2
