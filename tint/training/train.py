@@ -121,8 +121,8 @@ class TrainConfig:
     stop_at_step: int | None = None           # stop as if killed at this step (tests)
 
     def check(self) -> "TrainConfig":
-        """The config validated, with its paths as strings and --backbone resolved, or a
-        TintError naming the option: the one place a training run's options are checked."""
+        """The config validated, with its paths as strings, or a TintError naming the
+        option: the one place a training run's options are checked."""
         c = replace(self, data=[str(f) for f in self.data], exclude=[str(f) for f in self.exclude],
                     **{k: None if getattr(self, k) is None else str(getattr(self, k))
                        for k in ("output", "init", "feature_net", "pack", "val")})
@@ -159,10 +159,15 @@ class TrainConfig:
         if c.val and not Path(c.val).is_dir():
             raise TintError(f"--val folder not found: {c.val}")
         check_size(c.val_size)
-        if c.backbone is None:
-            from ..core.weights import read_header
-            c.backbone = default_backbone(read_header(c.init)[0].backbone if c.init else None)
         return c
+
+    def with_backbone(self) -> "TrainConfig":
+        """This config with ``backbone`` None resolved: the --init file's, else the model
+        table's default (``core.model.default_backbone``, the one default of --backbone)."""
+        if self.backbone is not None:
+            return self
+        from ..core.weights import read_header
+        return replace(self, backbone=default_backbone(read_header(self.init)[0].backbone if self.init else None))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -533,10 +538,11 @@ def train(config: TrainConfig) -> int:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if ckpt.get("format") != CKPT_FORMAT:
             raise TintError(f"{ckpt_path}: not a tint training checkpoint")
-        config = config.resumed(ckpt["args"], log)
+        config = config.resumed(ckpt["args"], log)         # its run-defining fields win
         log(f"resume: {ckpt_path} at step {ckpt['step']}/{ckpt['total_steps']}")
     elif config.resume:
         log(f"resume: no {ckpt_path} yet, starting fresh")
+    config = config.with_backbone()
 
     # ---- data
     from .data import GpuBatches, bench_batches, build_pack, load_pack
