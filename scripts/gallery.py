@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=None, help="tint weights file (default: the bundled model)")
     ap.add_argument("--bw", type=Path, default=BW, help=f"folder of the {PREFIX}*.jpg photos")
-    ap.add_argument("-o", "--out", type=Path, required=True, metavar="OUT.jpg")
+    ap.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.jpg")
     ap.add_argument("--title", default=None, help="heading (default: the weights file's name)")
     ap.add_argument("--height", type=int, default=180, help="pair height in px (default 180)")
     ap.add_argument("--columns", type=int, default=4)
@@ -100,8 +100,8 @@ def main(argv=None) -> int:
                     help="other photos than the published list (tests; never publish others)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
-    if not args.out.resolve().parent.is_dir():
-        raise SystemExit(f"gallery: output folder does not exist: {args.out.parent}")
+    if not args.output.resolve().parent.is_dir():
+        raise SystemExit(f"gallery: output folder does not exist: {args.output.parent}")
     names = args.names or PHOTOS
     paths = [find_photo(args.bw, n) for n in names]           # every photo first, then the model
     t0 = time.perf_counter()
@@ -109,9 +109,9 @@ def main(argv=None) -> int:
     pairs = [(n, pair(p, runner, args.height)) for n, p in zip(names, paths)]
     title = args.title or f"tint {Path(runner.weights_path).name}: gray input | colorized"
     img = sheet(pairs, args.columns, title)
-    img.save(args.out, "JPEG", quality=args.quality, optimize=True)
-    print(f"gallery: {len(pairs)} photos -> {args.out} ({img.width}x{img.height}, "
-          f"{args.out.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - t0:.0f} s")
+    img.save(args.output, "JPEG", quality=args.quality, optimize=True)
+    print(f"gallery: {len(pairs)} photos -> {args.output} ({img.width}x{img.height}, "
+          f"{args.output.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -6,7 +6,7 @@
 # 512x512 (< 4 min, watchdog); 'bench': tint bench (JSON) + the profile tables;
 # 'profile': the profile alone.  Logs and JSON go to $OUT (default
 # /tmp/tint-gpu-out); stdout stays short: test summary, the bench table, top kernels.
-# Extra bench options: BENCH_ARGS="--compile 224,512 --output bins" scripts/gpu_bench.sh bench
+# Extra bench options: BENCH_ARGS="--compile 224,512 --head bins" scripts/gpu_bench.sh bench
 # 'all' needs about 8-9 minutes (tests ~2, bench ~6); split it if a call is capped at 10.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -10,11 +10,11 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # NVLink multicast stays off on shared hosts (device notes).
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 nvidia-smi -L
-python3 -m tint.training.data "$PHOTOS" --out /tmp/pack.npy --pack-size 224 --workers "$(nproc)" | tail -n 1
+python3 -m tint.training.data "$PHOTOS" -o /tmp/pack.npy --pack-size 224 --workers "$(nproc)" | tail -n 1
 
 train() {  # $1 = GPUs, $2 = run dir
   local args=("$PHOTOS" --pack /tmp/pack.npy --pack-size 224 --backbone tiny-darknet --loss l2
-              --time-limit 1.2 --epochs 1000 --batch 64 --crop 176 --out "$2" --no-bar --log-every 200)
+              --time-limit 1.2 --epochs 1000 --batch 64 --crop 176 -o "$2" --no-bar --log-every 200)
   if [ "$1" -gt 1 ]; then torchrun --standalone --nproc_per_node "$1" -m tint train "${args[@]}"
   else python3 -m tint train "${args[@]}"; fi
 }

@@ -24,9 +24,9 @@ TRAIN=("$DATA"/train/part-*)
 [ ${#TRAIN[@]} -gt 0 ] || TRAIN=("$DATA/train")
 
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
-python -m tint.training.data "${TRAIN[@]}" --out "$PACK" --pack-size 224 --workers "$(nproc)"
+python -m tint.training.data "${TRAIN[@]}" -o "$PACK" --pack-size 224 --workers "$(nproc)"
 
-ARGS=("${TRAIN[@]}" --pack "$PACK" --pack-size 224 --out "$RUN" --val "$DATA/dev"
+ARGS=("${TRAIN[@]}" --pack "$PACK" --pack-size 224 -o "$RUN" --val "$DATA/dev"
       --time-limit "$MINUTES" --epochs 1000 --batch 64 --crop 176 --resume --no-bar --log-every 20 "$@")
 if [ "$GPUS" -gt 1 ]; then
   OMP_NUM_THREADS=4 torchrun --standalone --nproc_per_node "$GPUS" -m tint train "${ARGS[@]}"

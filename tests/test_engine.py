@@ -313,7 +313,7 @@ def test_bench_variants_cpu_smoke(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = build_parser().parse_args(
         ["bench", "--device", "cpu", "--inputs", "16,32x16", "--size", "16", "--max-batch", "2",
-         "--quick", "--backbone", "tiny-darknet", "--output", "bins", "--json", str(out)])
+         "--quick", "--backbone", "tiny-darknet", "--head", "bins", "--json", str(out)])
     assert run_variants(args) == 0
     res = json.loads(out.read_text())
     assert {r["variant"] for r in res["rows"]} == {"eager-fp32", "engine"}

@@ -381,7 +381,7 @@ def test_cli_convert_end_to_end(darknet, tmp_path, capsys):
     folder = darknet[0]
     out = tmp_path / "init.safetensors"
     argv = ["convert", str(folder), "-o", str(out), "--backbone", "tiny-darknet",
-            "--output", "bins", "--final-width", "8"]
+            "--head", "bins", "--final-width", "8"]
     assert main(argv) == 0
     config, meta = read_header(out)
     assert (config.backbone, config.output, config.final_width) == ("tiny-darknet", "bins", 8)

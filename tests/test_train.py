@@ -194,7 +194,7 @@ def _args(data, out, pack, *extra):
     import argparse
     p = argparse.ArgumentParser()
     add_train_arguments(p)
-    return p.parse_args([str(data), "--out", str(out), "--pack", str(pack), "--pack-size", "48",
+    return p.parse_args([str(data), "-o", str(out), "--pack", str(pack), "--pack-size", "48",
                          "--crop", "32", "--batch", "4", "--epochs", "3", "--workers", "1",
                          "--warmup", "1", "--bench-input", "0", "--no-bar", "--device", "cpu",
                          "--log-every", "1000", *extra])
@@ -287,8 +287,8 @@ def test_time_limit_sizes_schedule(photos, pack, tmp_path, capsys):
 
 def test_train_cli_errors(photos, tmp_path):
     from tint.cli.main import main
-    assert main(["train", str(photos), "--crop", "30", "--out", str(tmp_path)]) == 2
-    assert main(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--pack",
+    assert main(["train", str(photos), "--crop", "30", "-o", str(tmp_path)]) == 2
+    assert main(["train", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), "--pack",
                  str(tmp_path / "p.npy")]) == 2
     assert main(["train", str(photos), "--init", str(tmp_path / "none.safetensors")]) == 2
 
@@ -305,7 +305,7 @@ def test_ddp_two_processes_on_cpu(photos, pack, tmp_path):
     """torchrun with 2 gloo processes: runs, shards, saves once."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "tint", "train", str(photos), "--out", str(out), "--pack", str(pack[0]),
+           "-m", "tint", "train", str(photos), "-o", str(out), "--pack", str(pack[0]),
            "--pack-size", "48", "--crop", "32", "--batch", "2", "--epochs", "2", "--workers", "1",
            "--warmup", "1", "--bench-input", "0", "--no-bar", "--device", "cpu", "--final-width", "4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -359,4 +359,75 @@ def test_budget_sizes_schedule_beyond_the_time_limit(photos, pack, tmp_path, cap
 
 def test_budget_needs_a_time_limit(photos, tmp_path):
     from tint.cli.main import main
-    assert main(["train", str(photos), "--budget", "5", "--out", str(tmp_path)]) == 2
+    assert main(["train", str(photos), "--budget", "5", "-o", str(tmp_path)]) == 2
+
+
+# --------------------------------------------------------------------------- training as a library
+def _config(photos, out, pack, **kw):
+    from tint.training import TrainConfig
+    base = dict(output=str(out), pack=str(pack), pack_size=48, crop=32, batch=4, epochs=3, workers=1,
+                warmup=1, bench_input=0, no_bar=True, device="cpu", log_every=1000.0,
+                backbone="tiny-darknet", final_width=8)
+    return TrainConfig([str(photos)], **{**base, **kw})
+
+
+def test_library_train_matches_the_command(photos, pack, tmp_path):
+    """train(TrainConfig) is what the command runs: the same options give the same weights;
+    the checkpoint holds the config, and from_dict rebuilds it."""
+    from tint.cli.train import config_from_args, run_train
+    from tint.training import TrainConfig, train
+    assert run_train(_args(photos, tmp_path / "cli", pack[0], "--backbone", "tiny-darknet",
+                           "--final-width", "8")) == 0
+    config = _config(photos, tmp_path / "lib", pack[0])
+    assert train(config) == 0
+    a, b = _state(tmp_path / "cli"), _state(tmp_path / "lib")
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    saved = TrainConfig.from_dict(b["args"])
+    assert saved == config.check()
+    assert config_from_args(_args(photos, tmp_path / "lib", pack[0], "--backbone", "tiny-darknet",
+                                  "--final-width", "8")).check() == saved
+
+
+def test_resume_from_a_checkpoint_written_before_trainconfig(photos, pack, tmp_path):
+    """A checkpoint whose ``args`` is the old argparse namespace (``out``, ``command``)
+    resumes exactly: its run-defining fields still win (here the seed and lr)."""
+    from tint.training import train
+    assert train(_config(photos, tmp_path / "a", pack[0], seed=3, lr=2e-3)) == 0
+    assert train(_config(photos, tmp_path / "b", pack[0], seed=3, lr=2e-3, stop_at_step=3)) == 0
+    st = _state(tmp_path / "b")
+    old = {("out" if k == "output" else k): v for k, v in st["args"].items()}
+    old.update(command="train", no_longer_an_option=1)
+    st["args"] = old
+    torch.save(st, tmp_path / "b" / "last.pt")
+    assert train(_config(photos, tmp_path / "b", pack[0], resume=True)) == 0   # seed 0, lr 1e-3 asked
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    assert a["step"] == b["step"] == 6 and b["args"]["seed"] == 3 and b["args"]["lr"] == 2e-3
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+
+
+def test_train_config_is_checked_in_one_place(photos, tmp_path):
+    from tint.training import TrainConfig
+    for bad, match in (({"crop": 30}, "multiple of 16"), ({"loss": "huber"}, "--loss"),
+                       ({"out_stride": 3}, "--out-stride"), ({"backbone": "resnet"}, "--backbone"),
+                       ({"val_size": 8}, "16..2048"), ({"budget": 5.0}, "--budget")):
+        with pytest.raises(TintError, match=match):
+            TrainConfig([str(photos)], output=str(tmp_path), **bad).check()
+    with pytest.raises(TintError, match="no data"):
+        TrainConfig([]).check()
+    assert TrainConfig([photos]).with_backbone().backbone == "vgg16"          # the table's default
+
+
+def test_eval_config_library_call(tmp_path, tiny_weights):
+    from tint.training import EvalConfig, evaluate_weights
+    d = tmp_path / "truth"
+    d.mkdir()
+    Image.fromarray(_photo(np.random.default_rng(0), 40, 56)).save(d / "a.png")
+    lines = []
+    report = evaluate_weights(EvalConfig(d, weights=tiny_weights, device="cpu", size=32, ssim=False,
+                                         use_judge=False, json=tmp_path / "r.json"), log=lines.append)
+    assert report["count"] == 1 and report["working_size"] == 32 and "ssim" not in report["means"]
+    assert json.loads((tmp_path / "r.json").read_text())["count"] == 1 and "PSNR" in lines[0]
+    with pytest.raises(TintError, match="--limit"):
+        evaluate_weights(EvalConfig(d, limit=0))

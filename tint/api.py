@@ -87,8 +87,7 @@ class Runner:
                  size: int | None = None, precision: str = "auto", saturation: float = 1.0,
                  backend: str = "auto"):
         # Arguments first: a typo should not cost a model load.
-        if size is not None:
-            size = check_size(size)
+        size = check_size(size, None)
         self.saturation = check_saturation(saturation)
         if precision not in ("auto", "fp32", "fp16", "bf16"):
             raise TintError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
@@ -102,7 +101,7 @@ class Runner:
         self.weights_path = resolve(weights)
         self.model, self.meta = load_weights(self.weights_path, device=self.device)
         self.config = self.model.config
-        self.size = check_size(self.config.size if size is None else size)
+        self.size = check_size(size, self.config.size)
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "fp32"
         self.precision = precision
@@ -146,7 +145,7 @@ class Runner:
             return self._network(L_work.to(self.device, torch.float32)).float()
 
     def working_shape(self, H: int, W: int, size: int | None = None) -> tuple[int, int]:
-        return working_shape(H, W, self.size if size is None else size, self.model.multiple)
+        return working_shape(H, W, check_size(size, self.size), self.model.multiple)
 
     def _saturation(self, saturation: float | None) -> float:
         return self.saturation if saturation is None else check_saturation(saturation)
@@ -250,8 +249,7 @@ def colorize(image, *, size: int | None = None, saturation: float | None = None,
     from the runner or the model.  ``saturation``: 0..2, scales the predicted chroma
     (0 gray, 1 as predicted: the default).  Bad input is a TintError (one line).
     """
-    if size is not None:                  # arguments first: a typo should not cost a model load
-        check_size(size)
+    check_size(size, None)                # arguments first: a typo should not cost a model load
     if saturation is not None:
         check_saturation(saturation)
     runner = runner or load(weights, device)

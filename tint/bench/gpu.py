@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import TintError
+from ..core.pixels import check_size
 
 
 INPUTS = {"224": (224, 224), "512": (512, 512), "1080p": (1080, 1920), "4k": (2160, 3840)}
@@ -237,8 +238,8 @@ def run_variants(args) -> int:
         model, _ = load_weights(resolve(args.weights), device=device)
         source = str(args.weights)
     else:
-        model = random_model(args.backbone, args.output).to(device)
-        source = f"random {args.backbone}/{args.output}"
+        model = random_model(args.backbone, args.head).to(device)
+        source = f"random {args.backbone}/{args.head}"
     cfg = model.config
     cuda = device.type == "cuda"
     if args.compile_inputs.strip().lower() == "all":
@@ -264,7 +265,7 @@ def run_variants(args) -> int:
 
     rows = []
     for name, H, W in inputs:
-        size = H if (H == W and H <= 512 and not args.size) else int(args.size or cfg.size)
+        size = H if (H == W and H <= 512 and not args.size) else check_size(args.size, cfg.size)
         work = working_shape(H, W, size, model.multiple)
         flops = network_flops(model, work, device)
         pipe = FramePipeline(engine, size=size)
@@ -340,7 +341,7 @@ def run_variants(args) -> int:
         atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1, default=str)))
         log(f"wrote {path}")
     if args.profile and cuda:
-        profile(engine, device, args.profile, int(args.size or cfg.size))
+        profile(engine, device, args.profile, check_size(args.size, cfg.size))
     return 0
 
 
@@ -421,7 +422,7 @@ def _sweep(timer, factory, batches, device, over, compiled) -> dict:
 def host_to_host(engine, device, timer, args) -> dict:
     """4K frames from pinned host memory to pinned host memory through FramePipeline."""
     from ..engine.frames import FramePipeline
-    size = int(args.size or engine.config.size)
+    size = check_size(args.size, engine.config.size)
     pipe = FramePipeline(engine, size=size)
     H, W = INPUTS["4k"]
     src = torch.randint(0, 256, (1, H, W, 3), dtype=torch.uint8).pin_memory()

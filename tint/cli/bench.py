@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from ..bench.gpu import run_variants
+from ..core.model import default_backbone
+from .options import add_architecture_options, add_model_options
 
 
 def add_arguments(p):
-    from ..core.model import BACKBONES
-    p.add_argument("--backbone", choices=list(BACKBONES), default="vgg16",
-                   help="random-weight model to bench when no --weights is given (default vgg16)")
-    p.add_argument("--output", choices=["ab", "bins"], default="ab",
-                   help="head of the random-weight model: regression or Q-bin classification")
+    add_model_options(p, backend=False)        # the bench times the backends itself
+    add_architecture_options(
+        p, backbone=f"encoder of the random-weight model benched when no --weights is given "
+                    f"(default {default_backbone()})",
+        head="head of the random-weight model: ab regression (default) or Q-bin classification")
     p.add_argument("--inputs", default=None,
                    help="comma list of 224, 512, 1080p, 4k or WxH (default: all four on a GPU; "
                         "256,320x240,1080p on a CPU)")
@@ -33,12 +35,10 @@ def add_arguments(p):
                    help="CPU mode: timed eager/onnx pairs per measurement, after 2 warm-ups (default 7)")
 
 
-# --------------------------------------------------------------------------- helpers
-
-# --------------------------------------------------------------------------- bench
 def run(args) -> int:
     """``tint bench``: the variants on a GPU (tint.bench.gpu); on a CPU eager vs ONNX Runtime (tint.bench.cpu)."""
     from ..api import pick_device
+    args.backbone = default_backbone(args.backbone)
     if pick_device(args.device).type == "cpu":
         from ..bench.cpu import run_cpu
         return run_cpu(args)

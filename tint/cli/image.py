@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import EXIT_INTERNAL, EXIT_SOME_FAILED, TintError, debug, internal_error
+from .options import add_colour_options, add_model_options, add_output_options, load_runner
 
 
 SAMPLE = Path(__file__).parents[1] / "samples" / "sample.jpg"
@@ -30,18 +31,17 @@ _GLOB_CHARS = set("*?[")
 def add_image_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", metavar="IN",
                    help="image files, folders of images, or glob patterns ('photos/*.jpg')")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output folder (created); or an image file name when there is one input")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace existing outputs (default: skip them, so a stopped batch resumes)")
     p.add_argument("--recursive", "-r", action="store_true",
                    help="include subfolders of folder inputs, keeping their layout under OUT")
-    p.add_argument("--format", choices=FORMATS, default=None,
-                   help="output format (default: the input's, or png when tint cannot write it)")
     p.add_argument("--quality", type=int, default=None, metavar="N",
                    help="JPEG/WebP quality 1-100 (default 92 for JPEG, 90 for WebP)")
     p.add_argument("--sample", action="store_true",
                    help="also colorize the bundled sample photo (Daguerre, Paris 1838)")
+    add_model_options(p)
+    add_output_options(p, help="output folder (created); or an image file name when there is one input",
+                       overwrite="replace existing outputs (default: skip them, so a stopped batch resumes)",
+                       formats=FORMATS)
+    add_colour_options(p)
 
 
 # --------------------------------------------------------------------------- planning
@@ -274,9 +274,7 @@ def _run_image(args) -> int:
         import torch
         from tqdm import tqdm
 
-        from ..api import load
-        from .options import load_options
-        runner = load(args.weights, args.device, **load_options(args))  # once for the whole batch
+        runner = load_runner(args)                # once for the whole batch
         said: set[str] = set()
         bar = tqdm(todo, desc="tint image", unit="img", file=sys.stderr, dynamic_ncols=True,
                    leave=False, disable=None)    # None: a bar on terminals, none in logs

@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 
 from ..core.errors import TintError
+from .options import add_model_options
 
 
 def add_info_arguments(p: argparse.ArgumentParser) -> None:
-    pass    # only the shared --weights / --device / --size
+    add_model_options(p)    # only the shared model options
 
 
 def run_info(args) -> int:
@@ -18,6 +19,7 @@ def run_info(args) -> int:
     from .. import __version__
     from ..api import pick_device
     from ..core.model import Colorizer
+    from ..core.pixels import check_size
     from ..core.weights import read_header, resolve
 
     rows = [("tint", __version__), ("python", platform.python_version()), ("torch", torch.__version__)]
@@ -45,15 +47,15 @@ def run_info(args) -> int:
                  ("config", ", ".join(f"{k}={v}" for k, v in config.to_dict().items())),
                  *_meta_rows(meta),
                  ("parameters", f"{params:,}"),
-                 ("working size", str(args.size or config.size)),
-                 _backend_row(device, path)]
+                 ("working size", str(check_size(args.size, config.size))),
+                 _backend_row(device, path, args.backend)]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     return 0
 
 
-def _backend_row(device, path) -> tuple[str, str]:
+def _backend_row(device, path, backend="auto") -> tuple[str, str]:
     """The runtime every command runs this model with on this device, and why: on a CPU
     the real choice (the in-memory ONNX export is made and checked, a few seconds)."""
     if device.type == "cuda":
@@ -61,7 +63,7 @@ def _backend_row(device, path) -> tuple[str, str]:
     from ..engine.onnx import cpu_network, weights_key
     from ..core.weights import load_weights
     model, _ = load_weights(path)
-    _, backend, why = cpu_network(model, "auto", "fp32", key=weights_key(path))
+    _, backend, why = cpu_network(model, backend, "fp32", key=weights_key(path))
     return "backend", f"{backend}: {why}"
 
 

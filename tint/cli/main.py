@@ -1,5 +1,6 @@
 """The ``tint`` command.  Each subcommand lives in its own module, which exposes
-``add_arguments(parser)`` and ``run(args) -> int``; this file only routes.
+``add_arguments(parser)`` (its own options, and the shared groups of ``options`` it takes)
+and ``run(args) -> int``; this file only routes.
 
 Errors the user can fix (TintError) are printed as one line on stderr with exit 2; any
 other exception is one line too (exit 3), with its full report written to a file.
@@ -11,23 +12,21 @@ import importlib
 import sys
 
 from ..core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, TintError, debug, internal_error
-from .options import check_model_options, colour_options, model_options
+from .options import check_model_options
 
 
-# name -> (module in tint.cli, one-line help, takes the shared model options)
+# name -> (module in tint.cli, one-line help)
 COMMANDS = {
-    "image":   ("tint.cli.image", "colorize photos: files, folders, globs", True),
-    "info":    ("tint.cli.info", "print model, device and versions", True),
-    "convert": ("tint.cli.convert", "import Keras .h5, TF.js or PyTorch weights into tint's format", False),
-    "train":   ("tint.cli.train", "train a colorization model on folders of color photos", False),
-    "eval":    ("tint.cli.eval", "measure PSNR/SSIM/colorfulness/FID on photos with ground truth", True),
-    "bench":   ("tint.cli.bench", "benchmark: GPU eager vs compiled vs engine; CPU eager vs ONNX Runtime", True),
-    "video":   ("tint.cli.video", "colorize a video file, audio kept", True),
-    "camera":  ("tint.cli.camera", "colorize a live camera (or a video file as a live source)", True),
-    "serve":   ("tint.cli.serve", "local web page and HTTP API", True),
+    "image":   ("tint.cli.image", "colorize photos: files, folders, globs"),
+    "info":    ("tint.cli.info", "print model, device and versions"),
+    "convert": ("tint.cli.convert", "import Keras .h5, TF.js or PyTorch weights into tint's format"),
+    "train":   ("tint.cli.train", "train a colorization model on folders of color photos"),
+    "eval":    ("tint.cli.eval", "measure PSNR/SSIM/colorfulness/FID on photos with ground truth"),
+    "bench":   ("tint.cli.bench", "benchmark: GPU eager vs compiled vs engine; CPU eager vs ONNX Runtime"),
+    "video":   ("tint.cli.video", "colorize a video file, audio kept"),
+    "camera":  ("tint.cli.camera", "colorize a live camera (or a video file as a live source)"),
+    "serve":   ("tint.cli.serve", "local web page and HTTP API"),
 }
-# commands that colorize for a person to look at: they take --saturation
-COLOUR_COMMANDS = ("image", "video", "camera", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,15 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tint", description="Colorize black-and-white photos and video.")
     parser.add_argument("--version", action="version", version=f"tint {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    shared, colour = model_options(), colour_options()
-    for name, (module, help_, uses_model) in COMMANDS.items():
-        parents = ([shared] if uses_model else []) + ([colour] if name in COLOUR_COMMANDS else [])
-        p = sub.add_parser(name, help=help_, description=help_, parents=parents)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(_module=module)
         try:
             mod = importlib.import_module(module)
         except ImportError as e:
             p.set_defaults(_import_error=str(e))
+            p.add_argument("_rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)   # said below
             continue
         adder = getattr(mod, f"add_{name}_arguments", None) or getattr(mod, "add_arguments")
         adder(p)

@@ -4,9 +4,12 @@ from __future__ import annotations
 import sys
 
 from ..serve.server import Limits, import_server, bind_socket, create_app, exposure_warning
+from .options import add_colour_options, add_model_options, load_runner
 
 
 def add_arguments(parser) -> None:
+    add_model_options(parser)
+    add_colour_options(parser)
     g = parser.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only)")
@@ -36,9 +39,7 @@ def run(args) -> int:
         print(warning, file=sys.stderr)
     sock = bind_socket(args.host, args.port)          # before loading: a taken port fails fast
     try:
-        from ..api import load
-        from .options import load_options
-        runner = load(args.weights, args.device, size=args.size, **load_options(args))
+        runner = load_runner(args)
         app = create_app(runner, limits, bind_host=args.host)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host

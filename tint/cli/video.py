@@ -11,12 +11,11 @@ from ..core.errors import TintError
 from ..media.video.formats import CONTAINERS, VIDEO_SUFFIXES, X264_PRESETS, import_av
 from ..media.video.pipeline import colorize_video
 from ..media.video.resume import SEGMENT_SECONDS
+from .options import add_colour_options, add_model_options, add_output_options, load_runner
 
 
 def add_video_arguments(p) -> None:
     p.add_argument("input", help="a film, or a folder of films")
-    p.add_argument("-o", "--output", required=True,
-                   help="output file (.mp4 .mov .mkv .webm), or a folder when the input is one")
     p.add_argument("--quality", type=int, default=None,
                    help="encoder quality, lower is better: x264 CRF (default 20), VP9 CRF (32), mpeg4 q (3)")
     p.add_argument("--codec", default=None,
@@ -26,12 +25,15 @@ def add_video_arguments(p) -> None:
                         "time at 1080p, at some cost in bits)")
     p.add_argument("--batch", type=int, default=None, help="frames per network call (default 8 on GPU, 4 on CPU)")
     p.add_argument("--resume", action="store_true", help="continue a killed job (keeps its finished segments)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output (or unfinished job)")
     p.add_argument("--no-stabilize", dest="stabilize", action="store_false",
                    help="colorize each frame on its own (flickers more)")
     p.add_argument("--segment-seconds", type=float, default=SEGMENT_SECONDS,
                    help=f"length of the resumable pieces (default {SEGMENT_SECONDS:g} s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_options(p)
+    add_output_options(p, help="output file (.mp4 .mov .mkv .webm), or a folder when the input is one",
+                       overwrite="replace an existing output (or unfinished job)")
+    add_colour_options(p)
 
 
 def shard() -> tuple[int, int, int]:
@@ -65,7 +67,6 @@ def plan_jobs(src: Path, dst: Path, rank: int = 0, world: int = 1) -> list[tuple
 
 def run_video(args) -> int:
     import_av()
-    from ..api import load
     src, dst = Path(args.input), Path(args.output)
     rank, world, local = shard()
     device = args.device
@@ -76,8 +77,7 @@ def run_video(args) -> int:
     jobs = plan_jobs(src, dst, rank, world)
     if not jobs:
         return 0
-    from .options import load_options
-    runner = load(args.weights, device=device, **load_options(args))
+    runner = load_runner(args, device)
     batch = args.batch or (8 if runner.device.type == "cuda" else 4)
     failed = 0
     for film, out in jobs:

@@ -158,6 +158,12 @@ class TinyDarknetEncoder(nn.Module):
 BACKBONES = {"vgg16": VGG16Encoder, "tiny-darknet": TinyDarknetEncoder}
 
 
+def default_backbone(found: str | None = None) -> str:
+    """The one default of every ``--backbone``: the backbone of the weights a command starts
+    from (``found``: a converted source, a training run's --init), else the table's default."""
+    return found or ColorizerConfig.backbone
+
+
 # --------------------------------------------------------------------------- head
 class GlobalContext(nn.Module):
     """Deepest tap (B, C, h, w) -> per-channel (1 + gamma, beta) of shape (B, width_out, 1, 1).

@@ -1,6 +1,7 @@
 """How much work an image causes, decided in one place.
 
-    check_size(size)                  -> the working size, or a TintError (every interface)
+    check_size(size, default)         -> the working size (given, else the model's), or a TintError:
+                                         the one place any interface resolves and validates it
     working_shape(h, w, size, m)      -> the (h, w) the network runs at
     check_saturation(s)               -> the colourfulness factor, or a TintError
     check_pixels(array)               -> an image array's dtype and value range, or a TintError
@@ -38,8 +39,19 @@ def _number(value, name: str, kind) -> float | int:
     return kind(value)
 
 
-def check_size(size) -> int:
-    """The working size as an int in MIN_SIZE..MAX_SIZE, or a TintError naming the range."""
+_REQUIRED = object()
+
+
+def check_size(size, default=_REQUIRED) -> int | None:
+    """The working size: ``size``, or ``default`` (the model's) when ``size`` is None, as an
+    int in MIN_SIZE..MAX_SIZE, or a TintError naming the range.  Every interface (API, CLI,
+    server, video, bench, training) resolves a size here and nowhere else.  ``default=None``:
+    the model's size is not known yet (an option checked before the model loads), so None
+    stays None; with no default at all, None is refused."""
+    if size is None and default is not _REQUIRED:
+        if default is None:
+            return None
+        size = default
     v = _number(size, "working size", int)
     if not MIN_SIZE <= v <= MAX_SIZE:
         raise TintError(f"working size must be in {MIN_SIZE}..{MAX_SIZE}, got {v}")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..core.model import working_shape
+from ..core.pixels import check_size
 from . import kernels as K
 from .graphs import Engine, capture
 
@@ -54,7 +55,7 @@ class FramePipeline:
         self.saturation = saturation             # ab is scaled by it before the join
         self.net = engine.net
         self.device = engine.device
-        self.size = int(size or engine.config.size)
+        self.size = check_size(size, engine.config.size)
         self.graphs = engine.graphs if graphs is None else graphs
         self._states: OrderedDict = OrderedDict()
         self._next = 0
@@ -71,7 +72,7 @@ class FramePipeline:
         net = runner._network
         engine = net if isinstance(net, Engine) else Engine(runner.model, "fp32" if runner.device.type == "cpu"
                                                             else runner.precision)
-        return cls(engine, size or runner.size, saturation=runner.saturation)
+        return cls(engine, check_size(size, runner.size), saturation=runner.saturation)
 
     def working_shape(self, H: int, W: int) -> tuple[int, int]:
         return working_shape(H, W, self.size, self.net.multiple)

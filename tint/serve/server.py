@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from ..core.errors import TintError
-from ..core.pixels import MAX_SATURATION, MAX_SIZE, MIN_SATURATION, MIN_SIZE, check_saturation
+from ..core.pixels import MAX_SATURATION, MAX_SIZE, MIN_SATURATION, MIN_SIZE, check_saturation, check_size
 
 
 INSTALL_HINT = 'pip install "tint[serve]"'
@@ -160,7 +160,13 @@ def parse_options(query, default_size: int, default_saturation: float = 1.0) -> 
             raise RequestError(400, f"{name} must be in {lo}..{hi}, got {v}")
         return v
 
-    size = integer("size", default_size, MIN_SIZE, MAX_SIZE)
+    raw = query.get("size")
+    try:
+        size = check_size(None if raw in (None, "") else int(raw), default_size)
+    except ValueError:
+        raise RequestError(400, f"size must be an integer, got {raw[:40]!r}") from None
+    except TintError as e:
+        raise RequestError(400, str(e)) from None
     fmt = (query.get("format") or "png").lower()
     if fmt not in FORMATS:
         raise RequestError(400, f"format must be png or jpeg, got {fmt[:40]!r}")

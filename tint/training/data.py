@@ -290,11 +290,11 @@ def bench_batches(batches: GpuBatches, n: int = 200) -> float:
 
 # --------------------------------------------------------------------------- CLI
 def main(argv=None) -> int:
-    """``python -m tint.training.data FOLDER... --out PACK.npy``: build (or reuse) a pack."""
+    """``python -m tint.training.data FOLDER... -o PACK.npy``: build (or reuse) a pack."""
     import argparse
     p = argparse.ArgumentParser(prog="python -m tint.training.data", description=main.__doc__)
     p.add_argument("folders", nargs="+")
-    p.add_argument("--out", required=True, help="pack file (.npy)")
+    p.add_argument("-o", "--output", required=True, metavar="PACK.npy", help="pack file (.npy) to write")
     p.add_argument("--pack-size", type=int, default=224)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--force", action="store_true")
@@ -303,7 +303,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         exclude = {n for f in a.exclude for n in Path(f).read_text().split()}
-        build_pack(a.folders, a.out, a.pack_size, a.workers, force=a.force, exclude=exclude)
+        build_pack(a.folders, a.output, a.pack_size, a.workers, force=a.force, exclude=exclude)
     except TintError as e:
         print(f"tint.training.data: error: {e}", file=sys.stderr)
         return 2

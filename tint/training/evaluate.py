@@ -21,12 +21,14 @@ Protocol (fixed, so numbers from different models and runs compare):
    semantic agreement: the fraction of images whose truth's top-1 ImageNet class (centre
    crop) is among the output's top-5 (centre crop).  Both also for the gray baseline.
 
-The metric functions below are pure and importable (``tint train`` validates with them).
+The metric functions below are pure and importable (``tint train`` validates with them);
+``evaluate_weights(EvalConfig(folder, weights=...))`` is the whole of ``tint eval``.
 """
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -394,3 +396,81 @@ def find_judge(arg: str | None) -> Path | None:
         origin = "--judge" if arg is not None else f"${JUDGE_ENV}"
         raise TintError(f"{origin} {path}: no TF.js model.json there (ml5's darknettiny folder)")
     return None
+
+
+# --------------------------------------------------------------------------- a whole evaluation
+@dataclass
+class EvalConfig:
+    """Every option of ``tint eval``, with its default; ``check`` validates it."""
+    folder: str                          # folder of colour photos (the ground truth)
+    weights: str | None = None           # tint weights file (None: the bundled model)
+    device: str = "auto"                 # cpu, cuda, cuda:N or auto
+    size: int | None = None              # working size, 16..2048 (None: the model's)
+    backend: str = "auto"                # what runs the network (tint.api.BACKENDS)
+    limit: int | None = None             # only the first N photos (sorted by path)
+    ssim: bool = True                    # measure SSIM (the slowest metric)
+    judge: str | None = None             # the judge for FID / semantic agreement (None: default_judge())
+    use_judge: bool = True               # the perceptual measures at all
+    json: str | None = None              # write the full report here
+    sheet: str | None = None             # contact sheet (gray | tint | truth rows) here
+    sheet_rows: int = 12                 # rows of the contact sheet
+
+    def check(self) -> "EvalConfig":
+        """The config validated (paths as strings), or a TintError naming the option: the
+        one place an evaluation's options are checked, before any model loads."""
+        from ..core.pixels import check_size
+        c = replace(self, **{k: None if getattr(self, k) is None else str(getattr(self, k))
+                             for k in ("folder", "weights", "judge", "json", "sheet")})
+        if not Path(c.folder).is_dir():
+            raise TintError(f"not a folder: {c.folder}")
+        if c.limit is not None and c.limit < 1:
+            raise TintError("--limit must be at least 1")
+        if c.sheet_rows < 1:
+            raise TintError("--sheet-rows must be at least 1")
+        for out in (c.json, c.sheet):
+            if out and not Path(out).resolve().parent.is_dir():
+                raise TintError(f"output folder does not exist: {Path(out).parent}")
+        c.size = check_size(c.size, None)
+        return c
+
+
+def evaluate_weights(config: EvalConfig, log=print, note=print) -> dict:
+    """Colorize ``config.folder``'s photos with ``config.weights`` by the protocol above and
+    return the report (also written to ``config.json``; the contact sheet to ``config.sheet``).
+    ``log`` gets the result lines, ``note`` the one that says a measure was skipped."""
+    import time
+
+    from ..api import load
+    from ..core.weights import sha256
+    config = config.check()
+    folder = Path(config.folder)
+    files = truth_files(folder, config.limit)
+    judge_path = find_judge(config.judge) if config.use_judge else None
+    judge = PerceptualJudge.from_path(judge_path) if judge_path else None
+    if judge is None and config.use_judge:
+        note(f"tint eval: perceptual measures (FID, semantic agreement) skipped: no judge at "
+             f"{default_judge()}; pass --judge DIR (ml5's TF.js Tiny Darknet) or set {JUDGE_ENV}")
+    kw = {k: v for k, v in (("size", config.size), ("backend", config.backend)) if v not in (None, "auto")}
+    runner = load(config.weights, config.device, **kw)
+    t0 = time.perf_counter()
+    report, sheet = evaluate(runner.colorize_array, (load_truth(f) for f in files),
+                             names=[os.path.relpath(f, folder) for f in files], with_ssim=config.ssim,
+                             sheet_rows=config.sheet_rows if config.sheet else 0, judge=judge)
+    dt = time.perf_counter() - t0
+    head = {"protocol": PROTOCOL, "folder": str(folder), "weights": str(runner.weights_path),
+            "weights_sha256": sha256(runner.weights_path), "device": str(runner.device),
+            "working_size": runner.size, "seconds": round(dt, 2)}
+    if judge:
+        head["judge"] = {"protocol": JUDGE_PROTOCOL, "model_json": str(judge_path),
+                         "model_json_sha256": sha256(judge_path)}
+    report = {**head, **report}
+    log(f"tint eval: {report['count']} images in {dt:.1f} s  {format_means(report['means'])}")
+    if config.json:
+        import json
+        from ..core.files import atomic_write
+        atomic_write(Path(config.json), lambda p: Path(p).write_text(json.dumps(_finite(report), indent=1)))
+        log(f"tint eval: report -> {config.json}")
+    if config.sheet:
+        contact_sheet(sheet, config.sheet)
+        log(f"tint eval: contact sheet -> {config.sheet}")
+    return report

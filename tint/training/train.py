@@ -1,4 +1,7 @@
-"""``tint train``: train a colorizer on folders of colour photos (one GPU, or many with torchrun).
+"""Training as a library: ``train(TrainConfig(...))``; ``tint train`` only builds the config.
+
+    from tint.training import TrainConfig, train
+    train(TrainConfig(["photos/"], output="runs/a", backbone="tiny-darknet", time_limit=8))
 
     tint train photos/ --backbone tiny-darknet --init encoder.safetensors --time-limit 8
     torchrun --nproc_per_node 4 -m tint train photos/ --backbone vgg16 --epochs 40
@@ -13,8 +16,10 @@ Losses (``--loss``):
   weigh more, so the model does not settle on brown.  Readout: annealed mean (model).
 
 Checkpoints (``DIR/last.pt``) hold everything needed to continue exactly: the same next
-batch (batches are a function of the step) and the same schedule.  The result is
-``DIR/final.safetensors`` in tint's weights format, with how it was made in its metadata.
+batch (batches are a function of the step), the same schedule, and the run's TrainConfig
+(``"args"``, as nanoGPT keeps its config in the checkpoint).  The result is
+``DIR/final.safetensors`` in tint's weights format, with how it was made (the same
+TrainConfig) in its metadata.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +39,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..core.errors import TintError
-from ..core.model import AB_SCALE, LEAKY_SLOPE, Colorizer, ColorizerConfig
+from ..core.model import AB_SCALE, BACKBONES, LEAKY_SLOPE, Colorizer, ColorizerConfig, default_backbone
+from ..core.pixels import check_size
 
 
 CKPT_FORMAT = "tint-train/1"
@@ -45,12 +52,152 @@ DATA_TERMS = ("Trained on photos whose terms allow non-commercial research use o
               "ILSVRC2012 val, ECSSD, NIPS 2017 adversarial dev, OpenALPR benchmarks, horse2zebra, "
               "apple2orange (see the data MANIFEST and recipes README). Do not ship or sell this model "
               "without a legal check.")
-# Args that define a run: on --resume the checkpoint's values win over the command line.
+# Fields that define a run: on --resume the checkpoint's values win over the command line.
 RUN_KEYS = ("backbone", "loss", "final_width", "init", "batch", "crop", "pack_size", "lr",
             "encoder_lr_mult", "weight_decay", "warmup", "epochs", "seed", "clip", "bin_sigma",
             "rebalance_lambda", "context", "out_stride", "feature_loss", "semantic_loss", "temperature",
             "steps", "budget")
+LOSSES = ("bins", "l2", "smoothl1")
+OUT_STRIDES = (1, 2, 4)
+# Checkpoints written before TrainConfig held the argparse namespace: its names that differ.
+RENAMED = {"out": "output"}
 SOFT_K = 5
+
+
+# --------------------------------------------------------------------------- the config
+@dataclass
+class TrainConfig:
+    """Every option of a training run, with its default.  ``tint train`` builds one from its
+    command line (the options are these fields, ``-`` for ``_``); ``check`` validates it."""
+    data: list                                # folders of colour photos (searched recursively)
+    output: str = "runs/train"                # run folder: last.pt, final.safetensors, log.jsonl
+    # ---- model
+    backbone: str | None = None               # encoder (BACKBONES); None: the --init file's, else the table's default
+    loss: str = "bins"                        # bins (classification, rebalanced), l2 or smoothl1 (regression)
+    final_width: int | None = None            # head width at full resolution (None: 3 regression, 32 bins)
+    context: int = 0                          # global-context branch width (0: none)
+    out_stride: int = 1                       # chroma predicted at working size / N (1, 2, 4)
+    temperature: float | None = None          # bins readout temperature stored in the model (None: the model's)
+    init: str | None = None                   # start from this tint weights file (all of it, or its encoder)
+    # ---- extra losses
+    feature_loss: float = 0.0                 # weight of the perceptual loss through a frozen classifier (0: off)
+    semantic_loss: float = 0.0                # with feature_loss: weight of the class-probability KL
+    feature_net: str | None = None            # the classifier for feature_loss (TF.js Tiny Darknet folder)
+    bin_sigma: float = 5.0                    # soft-encoding / prior smoothing sigma (ab units)
+    rebalance_lambda: float = 0.5             # mix of the class prior with uniform (1: no rebalancing)
+    # ---- data
+    exclude: list = field(default_factory=list)  # files of names (one per line) left out of training
+    batch: int = 64                           # images per step per process
+    crop: int = 176                           # training crop side (a multiple of 16)
+    pack: str | None = None                   # decoded pack file (.npy); None: a cache under ~/.cache/tint
+    pack_size: int = 224                      # side of the decoded squares in the pack
+    workers: int | None = None                # decode processes (None: all cores)
+    # ---- schedule and optimizer
+    epochs: int = 30                          # epochs of the schedule (unless steps)
+    steps: int | None = None                  # total steps of the schedule (overrides epochs)
+    time_limit: float | None = None           # minutes: stop cleanly before; the schedule is sized to fit
+    budget: float | None = None               # minutes in all over several --resume calls (with time_limit)
+    lr: float = 1e-3                          # peak learning rate (AdamW, warmup then cosine)
+    encoder_lr_mult: float = 0.1              # encoder lr multiplier when starting from init
+    weight_decay: float = 0.01                # AdamW weight decay (not on biases and norms)
+    warmup: int = 200                         # warmup steps (at most a tenth of the run)
+    clip: float = 1.0                         # gradient-norm clip (0: off)
+    seed: int = 0                             # model init and batch order
+    # ---- validation
+    val: str | None = None                    # folder of held-out colour photos (None: no validation)
+    val_limit: int = 64                       # photos per periodic validation (all of them at the end)
+    val_every: int | None = None              # validate every N steps (None: 10 times a run)
+    val_size: int = 256                       # working size for validation
+    # ---- the process
+    device: str = "auto"                      # cpu, cuda or auto (torchrun: one GPU per process)
+    compile: bool = False                     # torch.compile the network
+    resume: bool = False                      # continue from output/last.pt if it exists
+    save_every: int = 500                     # checkpoint every N steps
+    log_every: float = 10.0                   # seconds between log lines (no progress bar)
+    no_bar: bool = False                      # log lines instead of a progress bar
+    bench_input: int = 50                     # time N batches of the input pipeline first (0: off)
+    reserve: float = 20.0                     # seconds kept for the end (checkpoint, final weights)
+    calib_steps: int = 20                     # steps timed to size the schedule to time_limit
+    stop_at_step: int | None = None           # stop as if killed at this step (tests)
+
+    def check(self) -> "TrainConfig":
+        """The config validated, with its paths as strings, or a TintError naming the
+        option: the one place a training run's options are checked."""
+        c = replace(self, data=[str(f) for f in self.data], exclude=[str(f) for f in self.exclude],
+                    **{k: None if getattr(self, k) is None else str(getattr(self, k))
+                       for k in ("output", "init", "feature_net", "pack", "val")})
+        if not c.data:
+            raise TintError("no data: give folders of colour photos")
+        if c.loss not in LOSSES:
+            raise TintError(f"--loss must be one of {', '.join(LOSSES)}, got {c.loss!r}")
+        if c.out_stride not in OUT_STRIDES:
+            raise TintError(f"--out-stride must be 1, 2 or 4, got {c.out_stride!r}")
+        if c.backbone is not None and c.backbone not in BACKBONES:
+            raise TintError(f"--backbone must be one of {', '.join(BACKBONES)}, got {c.backbone!r}")
+        if c.crop % 16 or c.crop < 16:
+            raise TintError(f"--crop must be a positive multiple of 16, got {c.crop}")
+        if c.crop > c.pack_size:
+            raise TintError(f"--crop {c.crop} is larger than --pack-size {c.pack_size}")
+        if c.steps is not None and c.steps < 1:
+            raise TintError("--steps must be at least 1")
+        for k in ("batch", "epochs"):
+            if getattr(c, k) < 1:
+                raise TintError(f"--{k} must be at least 1")
+        if c.budget is not None and not (c.time_limit and c.budget >= c.time_limit and not c.steps):
+            raise TintError("--budget needs --time-limit (at most the budget) and no --steps")
+        if c.time_limit is not None and c.time_limit <= 0:
+            raise TintError("--time-limit must be positive (minutes)")
+        if c.init and not Path(c.init).is_file():
+            raise TintError(f"--init file not found: {c.init}")
+        if c.semantic_loss and not c.feature_loss:
+            raise TintError("--semantic-loss needs --feature-loss (it runs through the same classifier)")
+        if c.feature_loss and not (c.feature_net and Path(c.feature_net).exists()):
+            raise TintError("--feature-loss needs --feature-net DIR (the TF.js Tiny Darknet folder)")
+        for f in c.exclude:
+            if not Path(f).is_file():
+                raise TintError(f"--exclude file not found: {f}")
+        if c.val and not Path(c.val).is_dir():
+            raise TintError(f"--val folder not found: {c.val}")
+        check_size(c.val_size)
+        return c
+
+    def with_backbone(self) -> "TrainConfig":
+        """This config with ``backbone`` None resolved: the --init file's, else the model
+        table's default (``core.model.default_backbone``, the one default of --backbone)."""
+        if self.backbone is not None:
+            return self
+        from ..core.weights import read_header
+        return replace(self, backbone=default_backbone(read_header(self.init)[0].backbone if self.init else None))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """A config from ``to_dict``, or from the ``args`` of a checkpoint written before
+        TrainConfig (the argparse namespace: ``out`` is ``output``).  Unknown keys are left
+        out: that namespace also held the router's fields (``command``) and options a later
+        tint may drop; none of them defined the run."""
+        d = {RENAMED.get(k, k): v for k, v in d.items()}
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def resumed(self, saved: dict, log=print) -> "TrainConfig":
+        """This config with the run-defining fields (RUN_KEYS) of a checkpoint's ``args``:
+        on --resume the checkpoint's values win.  Keys an older checkpoint lacks keep ours."""
+        saved = {RENAMED.get(k, k): v for k, v in saved.items()}
+        changes = {}
+        for k in RUN_KEYS:
+            if k in saved and getattr(self, k) != saved[k]:
+                if getattr(self, k) is not None and k != "epochs":
+                    log(f"resume: {k}={saved[k]!r} from the checkpoint (ignoring {getattr(self, k)!r})")
+                changes[k] = saved[k]
+        return replace(self, **changes)
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """Field -> default (for the command line's defaults)."""
+        return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
 
 
 # --------------------------------------------------------------------------- bins loss
@@ -374,83 +521,83 @@ class _Dist:
 
 
 # --------------------------------------------------------------------------- the run
-def train(args) -> int:
+def train(config: TrainConfig) -> int:
+    """Train a colorizer as ``config`` says (one process, or one of torchrun's); returns 0.
+    A bad option is a TintError before anything loads."""
+    config = config.check()
     t_start = time.monotonic()
-    out = Path(args.out)
+    out = Path(config.output)
     ckpt_path = out / "last.pt"
-    ctx = _Dist(args.device)
+    ctx = _Dist(config.device)
     log = (lambda *a: print(*a, flush=True)) if ctx.main else (lambda *a: None)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
 
     ckpt = None
-    if args.resume and ckpt_path.is_file():
+    if config.resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if ckpt.get("format") != CKPT_FORMAT:
             raise TintError(f"{ckpt_path}: not a tint training checkpoint")
-        for k in RUN_KEYS:
-            if k in ckpt["args"] and getattr(args, k, None) != ckpt["args"][k]:
-                if getattr(args, k, None) is not None and k != "epochs":
-                    log(f"resume: {k}={ckpt['args'][k]!r} from the checkpoint (ignoring {getattr(args, k)!r})")
-                setattr(args, k, ckpt["args"][k])
+        config = config.resumed(ckpt["args"], log)         # its run-defining fields win
         log(f"resume: {ckpt_path} at step {ckpt['step']}/{ckpt['total_steps']}")
-    elif args.resume:
+    elif config.resume:
         log(f"resume: no {ckpt_path} yet, starting fresh")
+    config = config.with_backbone()
 
     # ---- data
     from .data import GpuBatches, bench_batches, build_pack, load_pack
-    pack_path = Path(args.pack) if args.pack else default_pack_path(args.data, args.pack_size)
-    exclude = {n for f in args.exclude for n in Path(f).read_text().split()}
+    pack_path = Path(config.pack) if config.pack else default_pack_path(config.data, config.pack_size)
+    exclude = {n for f in config.exclude for n in Path(f).read_text().split()}
     if ctx.main:
-        build_pack(args.data, pack_path, args.pack_size, args.workers, log=log, exclude=exclude)
+        build_pack(config.data, pack_path, config.pack_size, config.workers, log=log, exclude=exclude)
     ctx.barrier()
     if not ctx.main:
-        build_pack(args.data, pack_path, args.pack_size, 1, log=lambda *a: None, exclude=exclude)
+        build_pack(config.data, pack_path, config.pack_size, 1, log=lambda *a: None, exclude=exclude)
     info = json.loads(pack_path.with_suffix(".json").read_text())
-    batches = GpuBatches(load_pack(pack_path), args.batch, args.crop, seed=args.seed,
+    batches = GpuBatches(load_pack(pack_path), config.batch, config.crop, seed=config.seed,
                          rank=ctx.rank, world=ctx.world, device=ctx.device)
     spe = batches.steps_per_epoch
-    if args.bench_input and ctx.main:
-        rate = bench_batches(batches, args.bench_input)
-        log(f"input pipeline alone: {rate:.0f} images/s per process ({args.bench_input} batches of "
-            f"{args.batch} at {args.crop}px on {ctx.device})")
+    if config.bench_input and ctx.main:
+        rate = bench_batches(batches, config.bench_input)
+        log(f"input pipeline alone: {rate:.0f} images/s per process ({config.bench_input} batches of "
+            f"{config.batch} at {config.crop}px on {ctx.device})")
 
     truths = []
-    if args.val:
+    if config.val:
         from .evaluate import load_truth, truth_files
-        truths = [load_truth(f) for f in truth_files(args.val)] if ctx.main else []
+        truths = [load_truth(f) for f in truth_files(config.val)] if ctx.main else []
 
     # ---- model
-    output = "bins" if args.loss == "bins" else "ab"
-    final_width = args.final_width or (3 if output == "ab" else 32)
-    config = ColorizerConfig(backbone=args.backbone, output=output, final_width=final_width,
-                             context=args.context, out_stride=args.out_stride,
-                             **({"temperature": args.temperature} if args.temperature else {}))
-    torch.manual_seed(args.seed)
-    model = Colorizer(config)
+    output = "bins" if config.loss == "bins" else "ab"
+    final_width = config.final_width or (3 if output == "ab" else 32)
+    model_config = ColorizerConfig(backbone=config.backbone, output=output, final_width=final_width,
+                                   context=config.context, out_stride=config.out_stride,
+                                   **({"temperature": config.temperature} if config.temperature else {}))
+    torch.manual_seed(config.seed)
+    model = Colorizer(model_config)
     init_fresh(model)
-    if args.init and ckpt is None:
-        load_init(model, args.init, log)
+    if config.init and ckpt is None:
+        load_init(model, config.init, log)
     model.to(ctx.device)
     if ctx.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    enc_mult = args.encoder_lr_mult if args.init else 1.0
-    opt = torch.optim.AdamW(param_groups(model, args.lr, enc_mult, args.weight_decay),
-                            lr=args.lr, betas=(0.9, 0.99))
+    enc_mult = config.encoder_lr_mult if config.init else 1.0
+    opt = torch.optim.AdamW(param_groups(model, config.lr, enc_mult, config.weight_decay),
+                            lr=config.lr, betas=(0.9, 0.99))
     amp_dtype = torch.bfloat16 if ctx.device.type == "cuda" else None
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True             # fixed training shapes
 
     feature_loss = None
-    if args.feature_loss:
+    if config.feature_loss:
         from .importers import load_tfjs_darknet
-        semantic = args.semantic_loss / args.feature_loss      # FeatureLoss's own scale is 1
-        feature_loss = FeatureLoss(load_tfjs_darknet(args.feature_net, classifier=semantic > 0),
+        semantic = config.semantic_loss / config.feature_loss      # FeatureLoss's own scale is 1
+        feature_loss = FeatureLoss(load_tfjs_darknet(config.feature_net, classifier=semantic > 0),
                                    semantic).to(ctx.device)
         if ctx.device.type == "cuda":
             feature_loss.to(memory_format=torch.channels_last)
-        log(f"feature loss: x{args.feature_loss:g}, semantic x{args.semantic_loss:g}, through the frozen "
-            f"classifier from {args.feature_net}")
+        log(f"feature loss: x{config.feature_loss:g}, semantic x{config.semantic_loss:g}, through the frozen "
+            f"classifier from {config.feature_net}")
 
     bins = getattr(model, "bins", None)
     prior = class_weights = None
@@ -462,7 +609,7 @@ def train(args) -> int:
             prior = bin_histogram(batches, bins)
             log(f"bins: prior of {bins.shape[0]} bins from the pack in {time.perf_counter() - t0:.1f} s "
                 f"({int((prior > 0).sum())} bins seen)")
-        class_weights = rebalance_weights(prior, bins.cpu(), args.bin_sigma, args.rebalance_lambda).to(ctx.device)
+        class_weights = rebalance_weights(prior, bins.cpu(), config.bin_sigma, config.rebalance_lambda).to(ctx.device)
 
     step, total, history, train_seconds = 0, None, [], 0.0
     if ckpt is not None:
@@ -474,22 +621,22 @@ def train(args) -> int:
         np.random.set_state(ckpt["rng"]["numpy"])
         if ctx.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-    cap = args.steps or args.epochs * spe
-    calibrated = total is not None or bool(args.steps)     # --steps: a schedule that no time limit resizes
+    cap = config.steps or config.epochs * spe
+    calibrated = total is not None or bool(config.steps)     # --steps: a schedule that no time limit resizes
     if total is None:
         total = cap
-    warmup = min(args.warmup, max(1, total // 10))
+    warmup = min(config.warmup, max(1, total // 10))
 
     net = RawHead(model)
     if ctx.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
         net = DDP(net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    if args.compile:
+    if config.compile:
         net = torch.compile(net)
     model.train()
 
     # ---- bookkeeping
-    deadline = t_start + args.time_limit * 60 if args.time_limit else None
+    deadline = t_start + config.time_limit * 60 if config.time_limit else None
     stop = {"reason": None}
 
     def on_signal(signum, frame):
@@ -503,7 +650,7 @@ def train(args) -> int:
         from ..core.files import atomic_write
         state = {"format": CKPT_FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
                  "step": step, "total_steps": total if calibrated or not deadline else None,
-                 "epoch": step // spe, "args": _jsonable(vars(args)), "config": config.to_dict(),
+                 "epoch": step // spe, "args": config.to_dict(), "config": model_config.to_dict(),
                  "prior": prior, "history": history, "train_seconds": train_seconds,
                  "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                          "cuda": torch.cuda.get_rng_state() if ctx.device.type == "cuda" else None}}
@@ -513,7 +660,7 @@ def train(args) -> int:
         if not truths:
             return None, 0.0
         t0 = time.perf_counter()
-        v = validate(model, truths[:limit] if limit else truths, ctx.device, args.val_size, amp_dtype)
+        v = validate(model, truths[:limit] if limit else truths, ctx.device, config.val_size, amp_dtype)
         dt = time.perf_counter() - t0
         rec = {"step": step, "epoch": step // spe, "images": len(truths[:limit] if limit else truths), **v}
         history.append(rec)
@@ -523,18 +670,18 @@ def train(args) -> int:
 
     val_seconds = 0.0
     if ctx.main and truths and (not calibrated or deadline):
-        _, val_seconds = run_val(args.val_limit)          # a baseline; also times validation
+        _, val_seconds = run_val(config.val_limit)          # a baseline; also times validation
     # The last validation runs on every held-out photo, the periodic ones on val_limit.
-    final_val_est = val_seconds * len(truths) / max(1, min(args.val_limit or len(truths), len(truths)))
+    final_val_est = val_seconds * len(truths) / max(1, min(config.val_limit or len(truths), len(truths)))
     if ctx.main:
         n_params = sum(p.numel() for p in model.parameters())
-        log(f"train: {config.backbone} output={output} final_width={final_width} "
+        log(f"train: {model_config.backbone} output={output} final_width={final_width} "
             f"({n_params / 1e6:.2f} M params) on {ctx.device} x{ctx.world}; {info['count']} images, "
-            f"{spe} steps/epoch of {args.batch}x{ctx.world} at {args.crop}px; "
+            f"{spe} steps/epoch of {config.batch}x{ctx.world} at {config.crop}px; "
             f"{'up to ' if deadline and not calibrated else ''}{total} steps")
 
     # ---- loop
-    use_bar = ctx.main and sys.stderr.isatty() and not args.no_bar
+    use_bar = ctx.main and sys.stderr.isatty() and not config.no_bar
     bar = None
     if use_bar:
         from tqdm import tqdm
@@ -542,16 +689,16 @@ def train(args) -> int:
     calib_from, calib_t = step + 5, None
     last_log, log_loss, log_n, log_step = time.monotonic(), torch.zeros((), device=ctx.device), 0, step
     seg_start = time.monotonic()
-    val_every = args.val_every or max(1, total // 10)
+    val_every = config.val_every or max(1, total // 10)
     loss_val = float("nan")
     finished = False
     while True:
         if step >= total:
             finished = True
             break
-        if args.stop_at_step is not None and step >= args.stop_at_step:
+        if config.stop_at_step is not None and step >= config.stop_at_step:
             stop["reason"] = "stop-at-step"
-        late = deadline is not None and time.monotonic() > deadline - args.reserve - final_val_est
+        late = deadline is not None and time.monotonic() > deadline - config.reserve - final_val_est
         if ctx.any(stop["reason"] is not None or late) if (step % 10 == 0 or ctx.world == 1) else False:
             stop["reason"] = stop["reason"] or "time limit"
             break
@@ -565,16 +712,16 @@ def train(args) -> int:
             L = L.contiguous(memory_format=torch.channels_last)
         with autocast(ctx.device, amp_dtype):
             raw = net(L)
-        loss = compute_loss(args.loss, raw, ab, bins, class_weights, args.bin_sigma)
+        loss = compute_loss(config.loss, raw, ab, bins, class_weights, config.bin_sigma)
         if feature_loss is not None:
             from ..core.color import lab_to_rgb
             with autocast(ctx.device, amp_dtype):
                 true_rgb = lab_to_rgb(torch.cat((L, ab), 1)).clamp(0, 1)
-                loss = loss + args.feature_loss * feature_loss(predicted_rgb(model, raw, L), true_rgb)
+                loss = loss + config.feature_loss * feature_loss(predicted_rgb(model, raw, L), true_rgb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if args.clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        if config.clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         opt.step()
         step += 1
         log_loss += loss.detach()
@@ -585,22 +732,22 @@ def train(args) -> int:
             if ctx.device.type == "cuda":
                 torch.cuda.synchronize()
             calib_t = time.monotonic()
-        if deadline is not None and not calibrated and calib_t is not None and step == calib_from + args.calib_steps:
+        if deadline is not None and not calibrated and calib_t is not None and step == calib_from + config.calib_steps:
             if ctx.device.type == "cuda":
                 torch.cuda.synchronize()
-            rate = args.calib_steps / (time.monotonic() - calib_t)
+            rate = config.calib_steps / (time.monotonic() - calib_t)
             n_vals = 10 if truths else 0
             # --budget: a schedule for that many minutes in all, over several --resume calls
-            end = t_start + args.budget * 60 if args.budget else deadline
-            left = end - time.monotonic() - args.reserve - val_seconds * n_vals - final_val_est
+            end = t_start + config.budget * 60 if config.budget else deadline
+            left = end - time.monotonic() - config.reserve - val_seconds * n_vals - final_val_est
             fit = step + int(0.93 * rate * max(0.0, left))
             total = ctx.broadcast_int(max(step + 1, min(cap, fit)))
-            warmup = min(args.warmup, max(1, total // 10))
-            val_every = args.val_every or max(1, total // 10)
+            warmup = min(config.warmup, max(1, total // 10))
+            val_every = config.val_every or max(1, total // 10)
             calibrated = True
             if bar is not None:
                 bar.total = total
-            log(f"schedule: {rate:.2f} steps/s -> {total} steps to fit {args.budget or args.time_limit:g} min "
+            log(f"schedule: {rate:.2f} steps/s -> {total} steps to fit {config.budget or config.time_limit:g} min "
                 f"({total / spe:.1f} epochs)")
 
         if bar is not None:
@@ -610,10 +757,10 @@ def train(args) -> int:
                                 refresh=False)
                 log_loss.zero_(); log_n = 0
             bar.update(1)
-        elif ctx.main and time.monotonic() - last_log >= args.log_every:
+        elif ctx.main and time.monotonic() - last_log >= config.log_every:
             now = time.monotonic()
             loss_val = (log_loss / max(1, log_n)).item()
-            ips = (step - log_step) * args.batch * ctx.world / (now - last_log)
+            ips = (step - log_step) * config.batch * ctx.world / (now - last_log)
             sps = (step - log_step) / (now - last_log)
             log(f"step {step}/{total}  epoch {step / spe:.1f}  loss {loss_val:.4f}  "
                 f"lr {opt.param_groups[-1]['lr']:.2e}  {ips:.0f} img/s  ETA {_fmt_time((total - step) / max(sps, 1e-9))}")
@@ -622,9 +769,9 @@ def train(args) -> int:
             log_loss.zero_(); log_n = 0
 
         if ctx.main and truths and step % val_every == 0 and step < total:
-            run_val(args.val_limit)
+            run_val(config.val_limit)
             checkpoint()
-        elif ctx.main and args.save_every and step % args.save_every == 0:
+        elif ctx.main and config.save_every and step % config.save_every == 0:
             checkpoint()
 
     if bar is not None:
@@ -641,7 +788,7 @@ def train(args) -> int:
         checkpoint()
         if truths:
             final_val, _ = run_val(None)
-        save_final(model, out / "final.safetensors", args, info, final_val, step, total, finished,
+        save_final(model, out / "final.safetensors", config, info, final_val, step, total, finished,
                    train_seconds, ctx.world, log)
         checkpoint()                                      # history now holds the final validation
     ctx.barrier()
@@ -649,14 +796,14 @@ def train(args) -> int:
     return 0
 
 
-def save_final(model, path, args, info, val, step, total, finished, seconds, world, log) -> None:
+def save_final(model, path, config, info, val, step, total, finished, seconds, world, log) -> None:
     from ..core.weights import save_weights
-    meta = {"trained_with": "tint train", "args": _jsonable(vars(args)), "world_size": world,
-            "data": {"folders": [_short(f) for f in args.data], "images": info["count"],
+    meta = {"trained_with": "tint train", "args": config.to_dict(), "world_size": world,
+            "data": {"folders": [_short(f) for f in config.data], "images": info["count"],
                      "skipped": len(info.get("skipped", [])), "pack_size": info["size"]},
             "data_terms": DATA_TERMS, "validation": val,
             "validation_protocol": "tint.train.validate: short side 256, working size "
-                                   f"{args.val_size}, L1 ab / PSNR / colorfulness (see tint eval)",
+                                   f"{config.val_size}, L1 ab / PSNR / colorfulness (see tint eval)",
             "steps": step, "total_steps": total, "finished": finished,
             "train_seconds": round(seconds, 1), "git_commit": git_commit()}
     # fp16 halves the file; a BN running variance beyond fp16's range would become inf.
@@ -670,11 +817,6 @@ def save_final(model, path, args, info, val, step, total, finished, seconds, wor
 def _short(folder) -> str:
     p = Path(folder)
     return str(Path(p.parent.name, p.name)) if p.parent.name else p.name
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: v for k, v in d.items() if not k.startswith("_") and
-            isinstance(v, (str, int, float, bool, list, type(None)))}
 
 
 def _append_jsonl(path: Path, rec: dict) -> None:
