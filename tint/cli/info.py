@@ -7,7 +7,9 @@ from ..core.errors import TintError
 
 
 def add_info_arguments(p: argparse.ArgumentParser) -> None:
-    pass    # only the shared --weights / --device / --size
+    from ..engine.backends import BACKENDS
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="the runtime to check (default auto: what every command runs)")
 
 
 def run_info(args) -> int:
@@ -46,23 +48,20 @@ def run_info(args) -> int:
                  *_meta_rows(meta),
                  ("parameters", f"{params:,}"),
                  ("working size", str(args.size or config.size)),
-                 _backend_row(device, path)]
+                 _backend_row(device, path, getattr(args, "backend", "auto"))]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     return 0
 
 
-def _backend_row(device, path) -> tuple[str, str]:
-    """The runtime every command runs this model with on this device, and why: on a CPU
-    the real choice (the in-memory ONNX export is made and checked, a few seconds)."""
-    if device.type == "cuda":
-        return "backend", "engine (tint.engine: folded BN, fused kernels, CUDA graphs) on CUDA"
-    from ..engine.onnx import cpu_network, weights_key
-    from ..core.weights import load_weights
-    model, _ = load_weights(path)
-    _, backend, why = cpu_network(model, "auto", "fp32", key=weights_key(path))
-    return "backend", f"{backend}: {why}"
+def _backend_row(device, path, backend: str = "auto") -> tuple[str, str]:
+    """The runtime every command runs this model with on this device, and why: the real
+    choice (``tint.engine.backends.choose``, through a Runner: on a CPU the in-memory ONNX
+    export is made and checked, a few seconds; on CUDA the engine is built)."""
+    from ..api import Runner
+    r = Runner(path, device=device, backend=backend)
+    return "backend", f"{r.backend}: {r.backend_reason}"
 
 
 def _meta_rows(meta: dict) -> list[tuple[str, str]]:
