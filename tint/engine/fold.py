@@ -160,9 +160,11 @@ class FastColorizer(torch.nn.Module):
         # Triton replacements, used only where their kernel runs (CUDA, 16-bit, dense NHWC);
         # elsewhere the cuDNN/reference path above runs, so CPU tests check the same folding.
         self.triton_convs = bool(triton_convs) and gpu_layout
-        act0 = self.plan[0][2]
-        w0, b0, _ = self.convs[0]
-        self.stem = K.StemParams(w0, b0, act0) if self.triton_convs else None
+        # the stem kernel: a first step that is a 3x3 conv (the gray + ones planes it builds itself)
+        self.stem = None
+        if self.triton_convs and self.plan[0][0] == "conv" and self.convs[0][0].shape[-2:] == (3, 3):
+            w0, b0, _ = self.convs[0]
+            self.stem = K.StemParams(w0, b0, self.plan[0][2])
         self.fuse_conv_relu = self._check_fused_relu() if fuse_conv_relu is None else fuse_conv_relu
 
     def _param(self, w, b):
