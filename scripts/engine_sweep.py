@@ -13,7 +13,8 @@ edgy synthetic lightness, random He-init vgg16 "ab" model, as ``tint bench``).
 
 Also: a torch.profiler kernel table of the default engine at B=16 (flags layout
 transposes and copies, which are waste), and the full frame path (uint8 -> uint8,
-FramePipeline) at the best batch, to see what the stages around the network cost.
+Pipeline.colorize_frames, as Runner.colorize_frames runs it) at the best batch, to see what the
+stages around the network cost.
 
 stdout: a short table and the recommended ``engine.DEFAULTS``; $OUT (or --out): JSON and
 the full profile.  A watchdog thread prints what is running and exits (code 3) after
@@ -145,24 +146,22 @@ def profile_table(eng, device, B, out: Path, tag: str) -> list[str]:
 
 
 def frame_path(eng, device, B, reps):
-    """uint8 (B, 512, 512, 3) -> uint8 through FramePipeline's graph, device to device."""
-    from tint.engine.frames import FramePipeline
-    pipe = FramePipeline(eng, size=512)
-    slot = pipe.device_slot(B, 512, 512)
-    srcs = [torch.randint(0, 256, slot.dev_in.shape, dtype=torch.uint8, device=device) for _ in range(3)]
+    """uint8 (B, 512, 512, 3) -> uint8 through the frame path ``Runner.colorize_frames`` runs
+    (``Pipeline.colorize_frames``, the engine's fused stages), device to device."""
+    from tint.bench.gpu import frame_pipeline
+    pipe = frame_pipeline(eng, eng.multiple, 512, fused=True)
+    srcs = [torch.randint(0, 256, (B, 512, 512, 3), dtype=torch.uint8, device=device) for _ in range(3)]
+    out = torch.empty(B, 512, 512, 3, dtype=torch.uint8, device=device)
     ms = []
     for i in range(reps + 3):
-        slot.dev_in.copy_(srcs[i % 3])
-        pipe.compute.wait_stream(torch.cuda.current_stream(device))     # the copy lands first
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record(pipe.compute)
-        with torch.cuda.stream(pipe.compute):
-            slot.replay(pipe)
-        b.record(pipe.compute)
+        a.record()
+        pipe.colorize_frames(srcs[i % 3], out=out)
+        b.record()
         b.synchronize()
         if i >= 3:
             ms.append(a.elapsed_time(b))
-    pipe._states.clear()
+    eng.clear()
     return statistics.median(ms)
 
 
@@ -337,13 +336,13 @@ def main() -> int:
                     row["per_batch"][str(B)] = "skipped: time budget"
                     break
                 STATE["stage"] = f"{name}: B={B} capture"
-                e = eng._entry(B, 512, 512)
+                e = eng.graph(B, 512, 512)
                 STATE["stage"] = f"{name}: B={B} timing"
                 t = time_graph(e, [x[:B] for x in L_pool], args.reps, device)
                 t["img_s"] = B / (t["median_ms"] / 1e3)
                 t["tflops"] = flops * t["img_s"] / 1e12
                 row["per_batch"][str(B)] = t
-                eng._cache.clear()
+                eng.clear()
                 torch.cuda.empty_cache()
         except Exception as ex:            # one broken candidate must not end the sweep
             row["error"] = f"{type(ex).__name__}: {str(ex).splitlines()[0][:200]}"
@@ -411,7 +410,7 @@ def main() -> int:
         if "error" in frame:
             print(f"frame path: {frame['error']}")
         else:
-            print(f"frame path uint8->uint8 (FramePipeline graph, winner, B={frame['B']}): "
+            print(f"frame path uint8->uint8 (Pipeline.colorize_frames, winner, B={frame['B']}): "
                   f"{frame['img_s']:.0f} img/s ({frame['median_ms']:.2f} ms/batch)")
     if prof_lines:
         print("profile (winner, B=16, eager kernels, % of device time):")

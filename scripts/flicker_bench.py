@@ -140,7 +140,7 @@ def decode(path: Path):
 class CachedRunner:
     """The runner's network, run once per distinct working-size lightness: every variant
     replays the same chroma, so they differ by the temporal filter alone.  Passes through
-    what ``FrameColorizer`` uses of a runner (device, working_shape, chroma, model)."""
+    what ``FrameColorizer`` uses of a runner (device, pipeline, chroma, model)."""
 
     def __init__(self, runner, cache_dir: Path | None = None):
         self.runner, self.device, self.size = runner, runner.device, runner.size
@@ -178,6 +178,11 @@ class CachedRunner:
 
     def chroma(self, L_work):
         return self._cached("chroma", L_work, self.runner.chroma)
+
+    @property
+    def pipeline(self):
+        """The runner's pixel pipeline around the cached network (what ``FrameColorizer`` runs)."""
+        return self.runner.pipeline.with_network(self.chroma)
 
 
 class CachedMotion:

@@ -4,7 +4,7 @@
 
 The clip (default: ../shared/data/video/big_buck_bunny_640x360_60s.mp4) is decoded, its
 colour frames kept as ground truth and its luma used as the black-and-white input.  The
-network runs once (``tint.video.colorize_frames``); the filtered variants replay the same
+network runs once (``Pipeline.colorize_frames``); the filtered variants replay the same
 chroma, so the comparison isolates the temporal filter: the causal one of ``tint camera``
 (``ChromaStabilizer``) and the two-sided one ``tint video`` runs (``ChromaSmoother``).
 For several clips against their colour originals in one run, see scripts/flicker_bench.py.
@@ -185,47 +185,47 @@ def chroma_stats(video: np.ndarray) -> tuple[float, float]:
 
 
 class _Replay:
-    """A runner stand-in that hands back chroma computed before: the stabilized variant
-    then goes through ``colorize_frames`` unchanged, without running the network twice."""
+    """A network that hands back chroma computed before: the stabilized variant then goes
+    through the pixel pipeline unchanged, without running the network twice."""
 
-    def __init__(self, runner):
-        self.runner, self.device, self.ab = runner, runner.device, None
+    def __init__(self):
+        self.ab = None
 
-    def working_shape(self, *a):
-        return self.runner.working_shape(*a)
-
-    def chroma(self, L_work):
+    def __call__(self, L_work):
         return self.ab
 
 
 class _Recorder:
+    """The runner's network, keeping its last input and output."""
+
     def __init__(self, runner):
-        self.runner, self.device, self.ab, self.L = runner, runner.device, None, None
+        self.runner, self.ab, self.L = runner, None, None
 
-    def working_shape(self, *a):
-        return self.runner.working_shape(*a)
-
-    def chroma(self, L_work):
+    def __call__(self, L_work):
         self.ab, self.L = self.runner.chroma(L_work), L_work
         return self.ab
 
 
+def colorize(pipe, device, batch: np.ndarray, size, stabilizer=None) -> np.ndarray:
+    """uint8 RGB frames through ``pipe`` (``Pipeline.colorize_frames``, as ``tint camera``)."""
+    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+    return pipe.colorize_frames(x, size, stabilizer=stabilizer).cpu().numpy()
+
+
 class _TwoSided:
     """``tint video``'s default filter (``ChromaSmoother``) on replayed chroma: frames come
-    out ``lookahead`` frames late and are joined with their own lightness by the ops of
-    ``colorize_frames``."""
+    out ``lookahead`` frames late and are joined with their own lightness by the pipeline's
+    steps (``lightness_u8``, ``join_u8``)."""
 
-    def __init__(self, memory: int, lookahead: int):
+    def __init__(self, pipe, memory: int, lookahead: int):
         from tint.media.stabilize import ChromaSmoother
-        self.smoother, self.done = ChromaSmoother(memory, lookahead), []
+        self.pipe, self.smoother, self.done = pipe, ChromaSmoother(memory, lookahead), []
 
     def _join(self, ab, frames):
-        from tint.core.pipeline import join_chroma
-        from tint.core.color import rgb_to_lightness
         if ab is not None:
-            x = torch.from_numpy(np.stack(frames)).to(ab.device).permute(0, 3, 1, 2).float() / 255.0
-            rgb = join_chroma(rgb_to_lightness(x), ab.to(x.device))
-            self.done.append((rgb * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+            x = torch.from_numpy(np.stack(frames)).to(ab.device)
+            ab = self.pipe.scale(ab)
+            self.done.append(self.pipe.join_u8(self.pipe.lightness_u8(x), ab.to(x.device)).cpu().numpy())
 
     def add(self, frames: np.ndarray, ab: torch.Tensor, L_work: torch.Tensor) -> None:
         self._join(*self.smoother.push(ab, L_work.to(ab.device), frames))
@@ -263,7 +263,6 @@ def main(argv=None) -> int:
 
     import tint
     from tint.media.stabilize import LOOKAHEAD, MEMORY, ChromaStabilizer
-    from tint.media.video.step import colorize_frames
     if not args.video.is_file():
         print(f"flicker_eval: {args.video}: no such file", file=sys.stderr)
         return 2
@@ -279,25 +278,26 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     motion = flows(color)
     t_flow = time.perf_counter() - t0
-    rec, replay = _Recorder(runner), _Replay(runner)
+    rec, replay = _Recorder(runner), _Replay()
+    rec_pipe, replay_pipe = runner.pipeline.with_network(rec), runner.pipeline.with_network(replay)
     causal, causal_n = ChromaStabilizer(memory), ChromaStabilizer(memory)
-    steady, steady_n = _TwoSided(memory, lookahead), _TwoSided(memory, lookahead)
+    steady, steady_n = _TwoSided(runner.pipeline, memory, lookahead), _TwoSided(runner.pipeline, memory, lookahead)
     gen = torch.Generator().manual_seed(0)
     plain, cam, plain_n, cam_n = [], [], [], []
     t0 = time.perf_counter()
     for i in range(0, len(gray), args.batch):
         batch = gray[i:i + args.batch]
-        plain.append(colorize_frames(rec, batch, size=args.size))
+        plain.append(colorize(rec_pipe, runner.device, batch, args.size))
         ab, L_work = rec.ab, rec.L
         replay.ab = ab
-        cam.append(colorize_frames(replay, batch, size=args.size, stabilizer=causal))
+        cam.append(colorize(replay_pipe, runner.device, batch, args.size, stabilizer=causal))
         steady.add(batch, ab, L_work)
         if args.inject_flicker > 0:
             B, _, h, w = ab.shape                      # smooth noise: 1/8-scale field, upsampled
             noise = torch.randn(B, 2, max(1, h // 8), max(1, w // 8), generator=gen) * args.inject_flicker
             replay.ab = ab + torch.nn.functional.interpolate(noise, size=(h, w), mode="bilinear").to(ab.device)
-            plain_n.append(colorize_frames(replay, batch, size=args.size))
-            cam_n.append(colorize_frames(replay, batch, size=args.size, stabilizer=causal_n))
+            plain_n.append(colorize(replay_pipe, runner.device, batch, args.size))
+            cam_n.append(colorize(replay_pipe, runner.device, batch, args.size, stabilizer=causal_n))
             steady_n.add(batch, replay.ab, L_work)
     t_color = time.perf_counter() - t0
     videos = {"ground truth (colour)": color, "gray input": gray,

@@ -10,7 +10,7 @@ Variants of the same ONNX export (tint.onnx_runtime.export):
                     so the bin softmax readout and the upsample stay float
 
 Quality: tint.evaluate.evaluate over the first --eval dev photos (PSNR, colorfulness,
-gray PSNR) through Runner.colorize_array with the network swapped; plus PSNR of each
+gray PSNR) through Runner.colorize_array with the network swapped (Runner.use_network); plus PSNR of each
 variant against the fp32 output.  Speed: the network alone at 256x256, each variant timed
 in alternating pairs with fp32 (median ratio).  Nothing is downloaded.
 """
@@ -44,8 +44,6 @@ def main() -> int:
                                           quantize_dynamic, quantize_static)
 
     from tint.api import Runner
-    from tint.core.pipeline import resize_lightness
-    from tint.core.color import rgb_to_lightness
     from tint.training.evaluate import evaluate, load_truth, psnr, truth_files
     from tint.engine.onnx import OnnxNetwork, export
 
@@ -60,9 +58,8 @@ def main() -> int:
 
     def calib_inputs():
         for f in calib_files:
-            t = load_truth(f)
-            L = rgb_to_lightness(torch.from_numpy(t).permute(2, 0, 1)[None].float() / 255)
-            yield resize_lightness(L, runner.working_shape(*t.shape[:2])).numpy()
+            pipe = runner.pipeline
+            yield pipe.to_work(pipe.lightness_u8(torch.from_numpy(load_truth(f))[None])).numpy()
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -80,7 +77,7 @@ def main() -> int:
                     per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                     op_types_to_quantize=["Conv"])
     t_static = time.perf_counter() - t
-    nets = {"fp32": runner._network}
+    nets = {"fp32": runner.network}
     for name, p in (("int8-dynamic", "dyn.onnx"), ("int8-static", "static.onnx")):
         try:
             nets[name] = OnnxNetwork((tmp / p).read_bytes(), runner.model.multiple)
@@ -90,7 +87,7 @@ def main() -> int:
     truths = [load_truth(f) for f in eval_files]
     results, outs = {}, {}
     for name, net in nets.items():
-        runner._network = net
+        runner.use_network(net, name)
         got = []
 
         def fn(truth):

@@ -16,7 +16,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tint                                    # noqa: E402
 from tint.engine.graphs import Engine
-from tint.engine.frames import FramePipeline
 
 
 def main():
@@ -33,8 +32,7 @@ def main():
     models = {"default": ("default", 256),
               "vgg16-ab": (save_weights(random_model("vgg16", "ab"), Path(tmp) / "v.safetensors", dtype=torch.float32), 512)}
     for name, (w, size) in models.items():
-        eager = tint.api.Runner(w, device="cuda", size=size, precision="fp32")
-        eager._network = eager.model
+        eager = tint.api.Runner(w, device="cuda", size=size, precision="fp32", backend="eager")
 
         def run_eager(x, eager=eager):
             return eager.colorize_tensor(x.cuda().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).cpu()
@@ -57,8 +55,8 @@ def main():
             else:
                 kw = dict(kw)
                 fast = tint.api.Runner(w, device="cuda", size=size)
-                fast._network = Engine(fast.model, kw.pop("precision", "fp16"), **kw)
-                run = FramePipeline.from_runner(fast).run
+                fast.use_network(Engine(fast.model, kw.pop("precision", "fp16"), **kw), "engine", vname)
+                run = fast.colorize_frames
             px, val, mx, n_px, n_val = [], [], [], 0, 0
             for x, ref in zip(frames, refs):
                 d = (run(x).int() - ref.int()).abs()

@@ -20,10 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tint.core.pipeline import join_chroma, resize_lightness
-from tint.core.color import rgb_to_lightness
+from tint.core.pipeline import Pipeline
 from tint.training.evaluate import colorfulness, load_truth, psnr, truth_files
-from tint.core.model import working_shape
 from tint.core.weights import load_weights, save_weights
 
 
@@ -31,15 +29,20 @@ from tint.core.weights import load_weights, save_weights
 def sweep(model, truths, pairs, size=256):
     rows = {p: {"psnr": [], "cf": []} for p in pairs}
     cf_truth = []
+    raw = {}
+
+    def network(L_work):                      # the head once per photo, the readout per temperature
+        if "photo" not in raw:
+            raw["photo"] = model.raw(L_work)
+        return model.upsample(model.readout(raw["photo"]))
+    pipe = Pipeline(network, model.multiple, size)
     for truth in truths:
-        x = torch.from_numpy(truth).permute(2, 0, 1)[None].float() / 255.0
-        L = rgb_to_lightness(x)
-        raw = model.raw(resize_lightness(L, working_shape(*L.shape[-2:], size, model.multiple)))
+        raw.clear()
+        x = torch.from_numpy(truth)[None]
         cf_truth.append(colorfulness(truth))
         for t, g in pairs:
             model.config = dataclasses.replace(model.config, temperature=t, chroma_gain=g)
-            ab = model.upsample(model.readout(raw))
-            out = (join_chroma(L, ab)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+            out = pipe.colorize_frames(x)[0].numpy()
             rows[t, g]["psnr"].append(psnr(out, truth))
             rows[t, g]["cf"].append(colorfulness(out))
     ct = float(np.mean(cf_truth))

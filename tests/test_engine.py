@@ -1,8 +1,8 @@
 """The engine computes what the model computes.
 
 CPU (CI): BN folding is exact (float32, random BN statistics), channel padding changes
-nothing, bucket logic, FramePipeline == Runner.colorize_tensor.  GPU (`-m gpu`): fp16/bf16
-engine vs the float32 eager model, graphs, and the frame pipeline's pixels.
+nothing, bucket logic, the engine's frame path == Runner.colorize_tensor.  GPU (`-m gpu`):
+fp16/bf16 engine vs the float32 eager model, graphs, and the frame path's pixels.
 """
 import numpy as np
 import pytest
@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 from tint.engine.fold import FastColorizer, fold_bn_after_conv, fold_bn_before_conv1x1, pad_conv
 from tint.engine.graphs import Engine, batch_bucket, batch_chunks, prepare
-from tint.engine.frames import FramePipeline
 from tint.core.model import Colorizer, ColorizerConfig
 
 
@@ -159,19 +158,26 @@ def _compare(got, ref, levels=2, frac=0.999):
     return (d <= levels).float().mean().item() >= frac, d.max().item()
 
 
+def _engine_frames(runner):
+    """The runner's frame path (``Pipeline.colorize_frames``, the engine's fused stages)
+    around the engine, which runs eagerly in fp32 on a CPU."""
+    pipe = runner.pipeline.with_network(prepare(runner.model, precision="fp32"))
+    return lambda x: pipe.colorize_frames(torch.as_tensor(x))
+
+
 def test_frame_pipeline_cpu_matches_runner(tiny_weights):
     r = _runner(tiny_weights, "cpu")
-    pipe = FramePipeline.from_runner(r)
+    run = _engine_frames(r)
     x = _frames(2, 37, 53)
-    got = pipe.run(x)
+    got = run(x)
     ref = r.colorize_tensor(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
     ok, dmax = _compare(got, ref, levels=1, frac=0.9999)
     assert got.shape == (2, 37, 53, 3) and ok, dmax
-    outs = list(pipe.stream([x[:1], x[1:], x[:1]]))            # order kept (batch 1 vs 2: rounding)
+    outs = [run(b) for b in (x[:1], x[1:], x[:1])]              # one batch at a time (batch 1 vs 2: rounding)
     for o, want in zip(outs, (got[:1], got[1:], got[:1])):
         assert (o.int() - want.int()).abs().max().item() <= 1
     with pytest.raises(ValueError):
-        pipe.run(np.zeros((4, 4, 4, 4), np.uint8))
+        r.colorize_frames(np.zeros((4, 4, 4, 4), np.uint8))
 
 
 # --------------------------------------------------------------------------- GPU
@@ -194,7 +200,7 @@ def test_gpu_engine_matches_fp32_model(backbone, output, precision, tol):
         assert rel(got, ref) < tol, (shape, rel(got, ref))
     again = eng(L)                                                      # graph replay reused
     assert torch.equal(again, got)
-    assert len(eng._cache) == 3
+    assert len(eng.describe()["graphs_cached"]) == 3
 
 
 @gpu
@@ -232,7 +238,7 @@ def test_gpu_engine_large_batch_chunks():
 def test_gpu_runner_uses_engine(tiny_weights):
     import tint
     r = tint.api.Runner(tiny_weights, device="cuda", size=64)
-    assert isinstance(r._network, Engine)
+    assert isinstance(r.network, Engine) and r.backend == "engine"
     L = torch.rand(2, 1, 64, 64) * 100
     assert r.chroma(L).shape == (2, 2, 64, 64)
 
@@ -241,13 +247,13 @@ def _pipeline_vs_eager(weights, frames_list, size=256, worst=0.999):
     """All of a pixel's R, G, B within 2 levels on 99.9 % of all pixels of ``frames_list``,
     and on ``worst`` of each frame's pixels."""
     import tint
-    eager = tint.api.Runner(weights, device="cuda", size=size, precision="fp32")
-    eager._network = eager.model                       # the plain fp32 eager path
+    eager = tint.api.Runner(weights, device="cuda", size=size, precision="fp32", backend="eager")
+    assert eager.network is eager.model                # the plain fp32 eager path
     fast = tint.api.Runner(weights, device="cuda", size=size)
-    pipe = FramePipeline.from_runner(fast)
+    assert fast.backend == "engine"
     within, total = 0, 0
     for x in frames_list:
-        got = pipe.run(x)
+        got = fast.colorize_frames(x)
         ref = eager.colorize_tensor(x.cuda().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).cpu()
         ok, dmax = _compare(got, ref, frac=worst)
         assert got.shape == ref.shape and ok, (tuple(x.shape), dmax)
@@ -292,16 +298,18 @@ def test_gpu_frame_pipeline_matches_runner_photos(which, size, tiny_weights, dat
 
 
 @gpu
-def test_gpu_frame_pipeline_stream_and_pinned(tiny_weights):
+def test_gpu_frame_path_repeatable_host_and_device(tiny_weights):
+    # the frame path gives the same pixels call after call (graph replay, static buffers
+    # reused), from host tensors, pinned ones and device tensors alike
     import tint
-    pipe = FramePipeline.from_runner(tint.api.Runner(tiny_weights, device="cuda", size=128))
+    r = tint.api.Runner(tiny_weights, device="cuda", size=128)
     xs = [_frames(2, 120, 200, seed=s) for s in range(5)]
-    single = [pipe.run(x) for x in xs]
-    streamed = [o.clone() for o in pipe.stream(xs)]
-    assert all(torch.equal(a, b) for a, b in zip(single, streamed))
-    pin_in = xs[0].pin_memory()
-    pin_out = torch.empty_like(single[0]).pin_memory()
-    assert pipe.run(pin_in, out=pin_out) is pin_out and torch.equal(pin_out, single[0])
+    single = [r.colorize_frames(x) for x in xs]
+    again = [r.colorize_frames(x) for x in xs]
+    assert all(torch.equal(a, b) for a, b in zip(single, again))
+    assert torch.equal(r.colorize_frames(xs[0].pin_memory()), single[0])
+    on_device = r.colorize_frames(xs[0].cuda())
+    assert on_device.is_cuda and torch.equal(on_device.cpu(), single[0])
 
 
 # --------------------------------------------------------------------------- bench (CPU smoke)

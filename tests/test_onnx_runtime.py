@@ -98,10 +98,10 @@ def test_real_photos_through_runner(runners, data_dir):
 
 def test_auto_picks_onnx_on_cpu_and_says_why(tiny_weights):
     r = Runner(tiny_weights, device="cpu")
-    assert r.backend == "onnx" and isinstance(r._network, O.OnnxNetwork)
+    assert r.backend == "onnx" and isinstance(r.network, O.OnnxNetwork)
     assert "onnxruntime" in r.backend_reason and "matches PyTorch" in r.backend_reason
-    assert r._network.threads == torch.get_num_threads()
-    assert r._network.session.get_providers() == ["CPUExecutionProvider"]
+    assert r.network.threads == torch.get_num_threads()
+    assert r.network.session.get_providers() == ["CPUExecutionProvider"]
 
 
 def test_precision_and_eager_choices(tiny_weights):

@@ -93,8 +93,7 @@ def test_video_frames_and_engine_pipeline(tmp_path, tiny_weights):
     av = pytest.importorskip("av")
     from test_video import make_film
 
-    from tint.engine.frames import FramePipeline
-    from tint.media.video.step import colorize_frames
+    from tint.engine.graphs import Engine
     from tint.media.video.pipeline import colorize_video
     gray_runner = tint.load(tiny_weights, device="cpu", size=32, saturation=0.0)
     src = tmp_path / "in.mp4"
@@ -105,9 +104,9 @@ def test_video_frames_and_engine_pipeline(tmp_path, tiny_weights):
             u, v = f.to_ndarray(format="yuv444p").astype(int)[1:]              # (3, H, W) planes
             assert np.abs(u - 128).max() <= 1 and np.abs(v - 128).max() <= 1   # no chroma left
     rgb = np.repeat(gradient()[None, :, :, None], 3, 3)
-    assert chroma(colorize_frames(gray_runner, rgb)) <= 1.0                 # the camera's path
-    pipe = FramePipeline.from_runner(gray_runner)
-    assert pipe.saturation == 0.0 and chroma(pipe.run(rgb).numpy()) <= 1.0
+    assert chroma(gray_runner.colorize_frames(rgb)) <= 1.0                 # the camera's path
+    pipe = gray_runner.pipeline.with_network(Engine(gray_runner.model, "fp32"))  # the engine's frame path
+    assert pipe.saturation == 0.0 and chroma(pipe.colorize_frames(torch.from_numpy(rgb)).numpy()) <= 1.0
 
 
 def test_http_query_and_form_field(tiny_weights):

@@ -15,7 +15,6 @@ av = pytest.importorskip("av")
 
 import tint                                                   # noqa: E402
 from tint.core.errors import TintError
-from tint.media.video.step import colorize_frames
 from tint.media.video.pipeline import colorize_video
 from tint.media.video.formats import import_av
 from tint.cli.video import plan_jobs
@@ -102,10 +101,10 @@ def run(src, dst, runner, **kw):
 
 def test_colorize_frames_is_colorize_tensor(runner):
     frames = np.random.default_rng(0).integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)
-    ours = colorize_frames(runner, frames, size=SIZE)
+    ours = runner.colorize_frames(frames, SIZE)
     ref = runner.colorize_tensor(torch.from_numpy(frames).permute(0, 3, 1, 2), SIZE).permute(0, 2, 3, 1).numpy()
     np.testing.assert_array_equal(ours, ref)
-    assert colorize_frames(runner, frames, size=SIZE, stabilizer=None).dtype == np.uint8
+    assert runner.colorize_frames(frames, SIZE, stabilizer=None).dtype == np.uint8
 
 
 def test_mp4_keeps_frames_timestamps_size_and_audio(tmp_path, runner):
@@ -370,7 +369,7 @@ def test_rgb_to_yuv_matches_swscale(matrix, name):
 
 
 def test_yuv_path_matches_rgb24_path(runner):
-    """FrameColorizer (luma in, planes out) vs colorize_frames (rgb24 in, rgb24 out)."""
+    """FrameColorizer (luma in, planes out) vs Runner.colorize_frames (rgb24 in, rgb24 out)."""
     H, W = 48, 64
     yy, xx = np.mgrid[0:H, 0:W]
     luma = (16 + (xx * 3 + yy * 2) % 220).astype(np.uint8)[None].repeat(2, 0)
@@ -381,7 +380,7 @@ def test_yuv_path_matches_rgb24_path(runner):
         out = torch.zeros(2, layout.frame_bytes, dtype=torch.uint8)
         assert step.submit(torch.from_numpy(luma), out) == (None, None, 2)
         rgb_in = np.stack([yuv_frame(f).to_ndarray(format="rgb24") for f in luma])
-        ref = colorize_frames(runner, rgb_in, size=SIZE).astype(int)
+        ref = runner.colorize_frames(rgb_in, SIZE).astype(int)
         name = {"bt601": "ITU601", "bt709": "ITU709"}[matrix]
         got = np.stack([to_av(o, layout).to_ndarray(format="rgb24", src_colorspace=name) for o in out.numpy()])
         d = np.abs(got.astype(int) - ref)

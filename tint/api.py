@@ -1,10 +1,10 @@
 """One ``colorize()`` under every interface (Python API, CLI, web server, video, bench).
 
-Flow for any input (PIL image, numpy array or torch tensor):
+Flow for any input (PIL image, numpy array, torch tensor, uint8 frames): pixels -> L
+(full resolution, [0, 100]), then ``tint.core.pipeline.Pipeline`` (``Runner.pipeline``):
 
-    pixels -> L (full resolution, [0, 100])
            -> L at the working size (about size*size pixels, aspect kept)
-           -> network -> ab at the working size
+           -> network (``Runner.network``, chosen by ``tint.engine.backends.choose``) -> ab
            -> ab upsampled to full resolution, joined with the full-resolution L -> sRGB
 
 The luminance of the output is the input's, pixel for pixel; only chroma is predicted.
@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core.color import gray_to_lightness, lab_to_rgb, rgb_to_lightness
 from .core.errors import TintError
-from .core.model import working_shape
-from .core.pipeline import join_chroma, resize_lightness, scale_chroma, tiles, upsample_chroma_rows
+from .core.pipeline import Pipeline, lightness, to_u8
 from .core.pixels import FLOAT_SLACK, check_pixels, check_saturation, check_size
 from .core.weights import load_weights, resolve
-from .engine.onnx import BACKENDS, cpu_network, import_ort, weights_key
+from .engine.backends import BACKENDS, choose
+from .engine.onnx import import_ort, weights_key
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -43,23 +42,6 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TintError("--device cuda asked for, but no CUDA GPU is available (try --device cpu)")
     return dev
-
-
-def _to_float(x: np.ndarray) -> tuple[np.ndarray, float]:
-    """Array -> (float32 view-or-copy in [0, 1], the scale that maps back)."""
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255.0, 255.0
-    if x.dtype == np.uint16:
-        return x.astype(np.float32) / 65535.0, 65535.0
-    if x.dtype in (np.float32, np.float64, np.float16):
-        return np.clip(x.astype(np.float32, copy=False), 0.0, 1.0), 1.0
-    raise TintError(f"unsupported array dtype {x.dtype} (use uint8, uint16 or float in [0, 1])")
-
-
-def _from_float(x: np.ndarray, dtype: np.dtype, scale: float) -> np.ndarray:
-    if scale == 1.0:
-        return x.astype(dtype, copy=False)
-    return np.rint(x * scale).astype(dtype)
 
 
 def split_channels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -80,6 +62,9 @@ def split_channels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 class Runner:
     """A model loaded once on a device, ready to colorize any number of images.
 
+    ``backend``: "auto" (the engine on CUDA, ONNX Runtime on a CPU when installed, else
+    eager), "engine" (CUDA only), "eager" or "onnx" (CPU only); ``backend`` and
+    ``backend_reason`` say which runs and why (``tint.engine.backends``).
     Thread-safe: calls from several threads are serialized around the network.
     """
 
@@ -98,6 +83,9 @@ class Runner:
             if self.device.type != "cpu":
                 raise TintError("the onnx backend runs on the CPU only (use --device cpu)")
             import_ort()                          # missing: a TintError naming the extra
+        if backend == "engine" and self.device.type != "cuda":
+            raise TintError(f"the engine backend runs on CUDA only (this is {self.device.type}; "
+                            f"use --device cuda, or backend eager or onnx)")
         self.weights_path = resolve(weights)
         self.model, self.meta = load_weights(self.weights_path, device=self.device)
         self.config = self.model.config
@@ -105,60 +93,47 @@ class Runner:
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "fp32"
         self.precision = precision
-        self.backend, self.backend_reason = backend, ""       # the one chosen, and why (below)
-        self._network = self._build_network()
         self._lock = threading.Lock()
+        self._network, self.backend, self.backend_reason = choose(
+            self.model, self.device, backend, precision, key=weights_key(self.weights_path))
 
-    def _build_network(self):
-        """The callable L_work -> ab.  On CUDA the engine (fp16, folded BN, graphs) runs it;
-        on a CPU ONNX Runtime when it is installed (tint.engine.onnx), else eager PyTorch."""
-        if self.device.type == "cpu":
-            net, self.backend, self.backend_reason = cpu_network(
-                self.model, self.backend, self.precision, key=weights_key(self.weights_path))
-            if net is not None:
-                return net
-        else:
-            self.backend, self.backend_reason = "eager", f"on {self.device.type}"
-        if self.device.type == "cuda":
-            try:
-                from .engine.graphs import prepare
-            except ImportError:
-                prepare = None
-            if prepare is not None:
-                self.backend, self.backend_reason = "engine", "on CUDA: tint.engine"
-                return prepare(self.model, precision=self.precision)
-        if self.precision == "fp32":
-            return self.model
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        model = self.model
+    # ---- the network -------------------------------------------------------------
+    @property
+    def network(self):
+        """The callable L_work -> ab that runs (an Engine, an OnnxNetwork, the model, ...)."""
+        return self._network
 
-        def run(L):
-            with torch.autocast(self.device.type, dtype=dtype):
-                return model(L)
-        return run
+    def use_network(self, network, backend: str = "custom", reason: str = "set by Runner.use_network"):
+        """Run ``network`` (any callable L_work (B, 1, h, w) -> ab (B, 2, h, w)) from now on;
+        returns the one it replaces.  For scripts that compare runtimes on one runner."""
+        with self._lock:
+            old = self._network
+            self._network, self.backend, self.backend_reason = network, backend, reason
+        return old
 
-    # ---- tensors -----------------------------------------------------------------
     @torch.no_grad()
     def chroma(self, L_work: torch.Tensor) -> torch.Tensor:
         """The network alone: L (B, 1, h, w) at a valid working shape -> ab (B, 2, h, w) float32."""
         with self._lock:
             return self._network(L_work.to(self.device, torch.float32)).float()
 
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pixel pipeline around this runner's network (``tint.core.pipeline``), with the
+        engine's fused full-resolution stages for uint8 frames (their references off CUDA)."""
+        from .engine import kernels as K
+        return Pipeline(self.chroma, self.model.multiple, self.size, self.saturation,
+                        lightness_u8=K.lightness_u8, join_u8=K.join_u8)
+
     def working_shape(self, H: int, W: int, size: int | None = None) -> tuple[int, int]:
-        return working_shape(H, W, check_size(size, self.size), self.model.multiple)
+        return self.pipeline.working_shape(H, W, size)
 
-    def _saturation(self, saturation: float | None) -> float:
-        return self.saturation if saturation is None else check_saturation(saturation)
-
+    # ---- tensors -----------------------------------------------------------------
     @torch.no_grad()
     def colorize_lightness(self, L: torch.Tensor, size: int | None = None,
                            saturation: float | None = None) -> torch.Tensor:
         """L (B, 1, H, W) in [0, 100] on any device -> sRGB (B, 3, H, W) float in [0, 1], same device."""
-        H, W = L.shape[-2:]
-        s = self._saturation(saturation)
-        L_work = resize_lightness(L.float(), self.working_shape(H, W, size))
-        ab = scale_chroma(self.chroma(L_work).to(L.device), s)
-        return join_chroma(L.float(), ab)
+        return self.pipeline.colorize_lightness(L, size, saturation)
 
     @torch.no_grad()
     def colorize_tensor(self, x: torch.Tensor, size: int | None = None,
@@ -181,11 +156,23 @@ class Runner:
             f = x.float().clamp(0, 1)
         else:
             raise TintError(f"unsupported tensor dtype {x.dtype} (use uint8 or float in [0, 1])")
-        L = gray_to_lightness(f) if f.shape[1] == 1 else rgb_to_lightness(f)
-        rgb = self.colorize_lightness(L, size, saturation)
+        rgb = self.colorize_lightness(lightness(f), size, saturation)
         if x.dtype == torch.uint8:
-            return (rgb * 255.0).round_().to(torch.uint8)
+            return to_u8(rgb)
         return rgb.to(x.dtype)
+
+    @torch.no_grad()
+    def colorize_frames(self, frames, size: int | None = None, saturation: float | None = None,
+                        stabilizer=None):
+        """uint8 frames (B, H, W, 1|3) (numpy or a tensor on any device) -> uint8 sRGB
+        (B, H, W, 3), the same kind (a tensor comes back on its device).  The work runs on
+        this runner's device: ``Pipeline.colorize_frames``, the path of the camera and of the
+        benchmark's frame rows; ``stabilizer(ab, L_work)`` filters the chroma."""
+        t = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+        if t.dtype != torch.uint8 or t.dim() != 4 or t.shape[3] not in (1, 3):
+            raise ValueError(f"expected uint8 frames (B, H, W, 1|3), got {t.dtype} {tuple(t.shape)}")
+        out = self.pipeline.colorize_frames(t.to(self.device), size, saturation, stabilizer)
+        return out.cpu().numpy() if isinstance(frames, np.ndarray) else out.to(t.device)
 
     # ---- arrays ------------------------------------------------------------------
     @torch.no_grad()
@@ -199,21 +186,8 @@ class Runner:
         """
         color, alpha = split_channels(np.asarray(x))
         H, W = color.shape[:2]
-        s = self._saturation(saturation)
-        shape = self.working_shape(H, W, size)
-        L = np.empty((H, W), np.float32)
-        for r0, r1, c0, c1 in tiles(H, W):                               # L tile by tile
-            f, _ = _to_float(color[r0:r1, c0:c1])
-            t = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)[None]
-            L[r0:r1, c0:c1] = (gray_to_lightness(t) if t.shape[1] == 1 else rgb_to_lightness(t))[0, 0].numpy()
-        Lt = torch.from_numpy(L)[None, None]
-        ab = scale_chroma(self.chroma(resize_lightness(Lt, shape)).cpu(), s)
         out = np.empty((H, W, 3 if alpha is None else 4), dtype=color.dtype)
-        _, scale = _to_float(color[:1, :1])
-        for r0, r1, c0, c1 in tiles(H, W):                               # join tile by tile
-            ab_t = upsample_chroma_rows(ab, H, W, r0, r1, c0, c1)
-            rgb = lab_to_rgb(torch.cat((Lt[:, :, r0:r1, c0:c1], ab_t), 1))[0].permute(1, 2, 0).numpy()
-            out[r0:r1, c0:c1, :3] = _from_float(rgb, color.dtype, scale)
+        self.pipeline.colorize_array(color, size, saturation, out=out)
         if alpha is not None:
             out[:, :, 3] = alpha
         return out

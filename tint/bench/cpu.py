@@ -74,7 +74,7 @@ def run_cpu(args) -> int:
         t = time.perf_counter()
         onnx = Runner(weights, device="cpu", size=args.size, backend="onnx")
         setups[str(weights)] = {"eager_load_s": round(t_e, 2), "onnx_load_s": round(time.perf_counter() - t, 2),
-                                "onnx": onnx._network.describe(), "onnx_threads": onnx._network.threads}
+                                "onnx": onnx.network.describe(), "onnx_threads": onnx.network.threads}
         runners = {"eager": eager, "onnx": onnx}
         for name, H, W in inputs:
             frame = rng.integers(0, 256, (H, W), dtype=np.uint8)
@@ -83,7 +83,7 @@ def run_cpu(args) -> int:
             path = _pairs({k: (lambda r=r: r.colorize_array(frame)) for k, r in runners.items()}, n, warmup)
             net = _pairs({k: (lambda r=r: r.chroma(Lw)) for k, r in runners.items()}, n, warmup)
             row = {"model": str(weights), "input": name, "H": H, "W": W, "work": list(work),
-                   "threads": {"torch": torch.get_num_threads(), "onnx": onnx._network.threads}}
+                   "threads": {"torch": torch.get_num_threads(), "onnx": onnx.network.threads}}
             for k in BACKENDS:
                 row[k] = {"path": _stats(path[k]), "network": _stats(net[k]),
                           "fps": 1e3 / statistics.median(path[k])}

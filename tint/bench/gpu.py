@@ -6,16 +6,19 @@ ONNX Runtime for both bundled models.  On a GPU:
     eager-fp32      the model as a user would port it: fp32, NCHW, PyTorch ops
     eager-fp16      the same in fp16 channels_last
     compiled        torch.compile(mode="max-autotune") of the fp16 channels_last path
-    engine          tint.engine: folded BN, fused kernels, CUDA graphs (FramePipeline)
+    engine          tint.engine: folded BN, fused kernels, CUDA graphs, in the frame path that
+                    tint camera runs (Pipeline.colorize_frames with the engine's fused stages)
 
-Each variant runs the whole frame path on the device: uint8 (B, H, W, 3) -> lightness ->
-working-size L -> network -> upsample + Lab -> sRGB -> uint8, so the full-resolution input
-and output stages are counted.  Square inputs (224, 512) run the network at their own
-size; 1080p and 4K at the working size (--size, default the model's).  Reported: batch-1
-latency (median, p99; CUDA events, synchronized per call), best throughput over batches
+Each variant runs the whole frame path on the device, ``tint.core.pipeline.Pipeline.colorize_frames``
+around its network: uint8 (B, H, W, 3) -> lightness -> working-size L -> network -> upsample +
+Lab -> sRGB -> uint8, so the full-resolution input and output stages are counted.  Square
+inputs (224, 512) run the network at their own size; 1080p and 4K at the working size
+(--size, default the model's).  Reported: batch-1 latency (median, p99; CUDA events, synchronized per call), best throughput over batches
 1..--max-batch, achieved TFLOP/s of the network (FLOPs counted by torch.utils.flop_counter)
 against an fp16/bf16 matmul peak measured in the same run, peak GPU memory, and the 4K
-host-to-host latency of FramePipeline (pinned in, pinned out).  JSON to --json.
+host-to-host time of the very step ``tint video`` runs (``media.video.step.FrameColorizer``
+with its default filter, a Runner on the engine: pinned luma in, pinned Y'CbCr planes out)
+and of ``tint camera``'s frame (``Runner.colorize_frames``, numpy in and out).  JSON to --json.
 
 Without --weights a random-weight model of --backbone/--output is used: speed does not
 depend on the weights' values.
@@ -200,15 +203,20 @@ def network_flops(model, work, device) -> int:
 
 
 # --------------------------------------------------------------------------- variants
-def make_stage_fn(net_fn, work):
-    """The eager frame path around ``net_fn`` (L_work fp32 -> ab): tint's own torch ops."""
-    from ..core.pipeline import resize_lightness
-    from ..engine.kernels import join_u8_reference, lightness_u8_reference
+def frame_pipeline(net_fn, multiple: int, size: int, fused: bool = False):
+    """The frame path (``Pipeline.colorize_frames``) around ``net_fn`` (L_work fp32 -> ab):
+    with the engine's fused full-resolution stages (``fused``, as ``Runner.pipeline``) or
+    tint's own torch ops (the references)."""
+    from ..core.pipeline import Pipeline
+    if not fused:
+        return Pipeline(net_fn, multiple, size)
+    from ..engine import kernels as K
+    return Pipeline(net_fn, multiple, size, lightness_u8=K.lightness_u8, join_u8=K.join_u8)
 
-    def fn(x):
-        L = lightness_u8_reference(x)
-        return join_u8_reference(L, net_fn(resize_lightness(L, work)))
-    return fn
+
+def make_stage_fn(net_fn, multiple: int, size: int):
+    """The eager frame path around ``net_fn``: uint8 (B, H, W, 3) -> uint8, reference stages."""
+    return frame_pipeline(net_fn, multiple, size).colorize_frames
 
 
 def eager_fp16_net(model, device):
@@ -223,7 +231,6 @@ def run_variants(args) -> int:
     """eager-fp32 / eager-fp16 / compiled / engine on args.device (a CPU runs the fp32 two)."""
     from ..api import pick_device
     from ..engine.graphs import Engine
-    from ..engine.frames import FramePipeline
     from ..core.model import working_shape
     from ..core.weights import load_weights, resolve
 
@@ -268,15 +275,15 @@ def run_variants(args) -> int:
         size = H if (H == W and H <= 512 and not args.size) else check_size(args.size, cfg.size)
         work = working_shape(H, W, size, model.multiple)
         flops = network_flops(model, work, device)
-        pipe = FramePipeline(engine, size=size)
+        pipe = frame_pipeline(engine, model.multiple, size, fused=True)      # what Runner.pipeline runs
 
         def frames(B):
             return torch.randint(0, 256, (B, H, W, 3), dtype=torch.uint8, device=device)
 
         # engine first: its best batch is where the compiled variant is measured too
         def engine_factory(B):
-            slot = pipe.device_slot(B, H, W)
-            return lambda: slot.replay(pipe)
+            xB, yB = frames(B), torch.empty(B, H, W, 3, dtype=torch.uint8, device=device)
+            return lambda: pipe.colorize_frames(xB, out=yB)
 
         def stage_factory(fn):
             def factory(B):
@@ -285,10 +292,10 @@ def run_variants(args) -> int:
             return factory
 
         def fp16_stages():
-            return make_stage_fn(eager_fp16_net(model, device), work)
+            return make_stage_fn(eager_fp16_net(model, device), model.multiple, size)
 
         variants = [("engine", lambda: engine_factory),
-                    ("eager-fp32", lambda: stage_factory(make_stage_fn(model, work)))]
+                    ("eager-fp32", lambda: stage_factory(make_stage_fn(model, model.multiple, size)))]
         if cuda:
             variants.append(("eager-fp16", lambda: stage_factory(fp16_stages())))
         if name in compile_set:     # the whole frame path compiled, stages included
@@ -323,12 +330,12 @@ def run_variants(args) -> int:
             del factory
             _free(device)
             log(_row_line(row))
-        pipe._states.clear()
+        engine.clear()                         # this input's graphs
         _free(device)
 
     order = {v: i for i, v in enumerate(VARIANTS)}
     rows.sort(key=lambda r: ([n for n, _, _ in inputs].index(r["input"]), order.get(r["variant"], 9)))
-    h2h = host_to_host(engine, device, timer, args) if cuda else None
+    h2h = host_to_host(model, device, args) if cuda else None
     result = {"meta": {**info, "model": source, "config": cfg.to_dict(), "args": _args_dict(args),
                        "compile_mode": args.compile_mode, "elapsed_s": round(time.perf_counter() - t_start, 1)},
               "peak_tflops": peak, "engine": engine.describe(), "rows": rows, "host_to_host": h2h}
@@ -419,32 +426,80 @@ def _sweep(timer, factory, batches, device, over, compiled) -> dict:
     return {"best_ips": top[0], "best_batch": top[1], "per_batch": per}
 
 
-def host_to_host(engine, device, timer, args) -> dict:
-    """4K frames from pinned host memory to pinned host memory through FramePipeline."""
-    from ..engine.frames import FramePipeline
-    size = check_size(args.size, engine.config.size)
-    pipe = FramePipeline(engine, size=size)
+def host_to_host(model, device, args) -> dict:
+    """4K frames host -> host through what ``tint video`` and ``tint camera`` run: a Runner
+    (backend engine) and its pipeline.  Video: ``FrameColorizer``, batch 1, pinned luma in,
+    pinned Y'CbCr planes out, with its default filter (the headline) and without
+    (``--no-stabilize``): per frame once the filter's lookahead is full, and streamed with
+    batches in flight.  Camera: ``Runner.colorize_frames`` on a numpy RGB frame with the
+    causal filter, synchronous."""
+    import tempfile
+
+    import numpy as np
+
+    from ..api import Runner
+    from ..core.weights import save_weights
+    from ..media.stabilize import ChromaStabilizer
+    from ..media.video.formats import FrameLayout
+    from ..media.video.step import FrameColorizer
+    size = check_size(args.size, model.config.size)
     H, W = INPUTS["4k"]
-    src = torch.randint(0, 256, (1, H, W, 3), dtype=torch.uint8).pin_memory()
-    dst = torch.empty(1, H, W, 3, dtype=torch.uint8).pin_memory()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_weights(model, Path(tmp) / "bench.safetensors", dtype=torch.float32)
+        runner = Runner(path, device=device, size=size, backend="engine")
+    layout = FrameLayout(W, H, "yuv420p", "bt709", False)
+    n = 20 if args.quick else 100
     with torch.inference_mode():
+        video = _video_step(FrameColorizer(runner, layout, size=size), layout, n)
+        bare = _video_step(FrameColorizer(runner, layout, size=size, stabilize=False), layout, n)
+        rgb = np.random.default_rng(0).integers(0, 256, (1, H, W, 3), dtype=np.uint8)
+        cam = ChromaStabilizer()
         for _ in range(3):
-            pipe.run(src, out=dst)
-        n = 20 if args.quick else 100
-        ms = []
-        for _ in range(n):
+            runner.colorize_frames(rgb, stabilizer=cam)
+        cam_ms = []
+        for _ in range(max(5, n // 2)):
             t = time.perf_counter()
-            pipe.run(src, out=dst)
-            ms.append((time.perf_counter() - t) * 1e3)
-        ms.sort()
-        srcs = [torch.randint(0, 256, (1, H, W, 3), dtype=torch.uint8).pin_memory() for _ in range(4)]
-        k = 20 if args.quick else 60
+            runner.colorize_frames(rgb, stabilizer=cam)
+            cam_ms.append((time.perf_counter() - t) * 1e3)
+    return {"input": "4k", "size": size, "backend": runner.backend,
+            "path": "tint video's step (FrameColorizer, default filter), pinned luma in, pinned planes out",
+            **video, "no_filter": bare, "camera_median_ms": statistics.median(cam_ms)}
+
+
+def _video_step(step, layout, n: int, slots: int = 4) -> dict:
+    """Per-frame ms (median, p99) of ``step.submit`` on 4K luma, synchronized per frame, and
+    frames/s streamed with ``slots - 1`` batches in flight."""
+    from collections import deque
+    ys = [torch.randint(16, 236, (1, layout.height, layout.width), dtype=torch.uint8).pin_memory()
+          for _ in range(slots)]
+    outs = [torch.empty(1, layout.frame_bytes, dtype=torch.uint8).pin_memory() for _ in range(slots)]
+
+    def submit(i):
+        return step.submit(ys[i % slots], outs[i % slots])[0]
+
+    def wait(done):
+        if done is not None:
+            done.synchronize()
+
+    for i in range(step.lookahead + 3):               # graphs captured, the lookahead filled
+        wait(submit(i))
+    ms = []
+    for i in range(n):
         t = time.perf_counter()
-        for _ in pipe.stream(srcs[i % 4] for i in range(k)):
-            pass
-        fps = k / (time.perf_counter() - t)
-    return {"input": "4k", "size": size, "median_ms": statistics.median(ms), "p99_ms": ms[math.ceil(0.99 * n) - 1],
-            "stream_fps": fps, "n": n}
+        wait(submit(i))
+        ms.append((time.perf_counter() - t) * 1e3)
+    ms.sort()
+    k = max(20, n // 2)
+    pending = deque()
+    t = time.perf_counter()
+    for i in range(k):
+        if len(pending) == slots - 1:                   # slot i % slots was last used by this one
+            wait(pending.popleft())
+        pending.append(submit(i))
+    while pending:
+        wait(pending.popleft())
+    return {"median_ms": statistics.median(ms), "p99_ms": ms[math.ceil(0.99 * n) - 1],
+            "stream_fps": k / (time.perf_counter() - t), "n": n}
 
 
 def targets(rows, h2h) -> dict:
@@ -497,8 +552,11 @@ def format_table(rows, peak, h2h, tg) -> str:
         lines.append(f"matmul peak measured: fp16 {peak['fp16']:.0f} TFLOP/s, bf16 {peak['bf16']:.0f} TFLOP/s "
                      f"(%peak: network FLOPs at best throughput vs fp16 peak)")
     if h2h:
-        lines.append(f"4K host->host (FramePipeline, pinned, size {h2h['size']}): median {h2h['median_ms']:.3f} ms, "
-                     f"p99 {h2h['p99_ms']:.3f} ms; streamed {h2h['stream_fps']:.1f} frames/s")
+        lines.append(f"4K host->host (tint video's step, pinned, size {h2h['size']}): median {h2h['median_ms']:.3f} ms, "
+                     f"p99 {h2h['p99_ms']:.3f} ms; streamed {h2h['stream_fps']:.1f} frames/s; "
+                     f"without the filter {h2h['no_filter']['median_ms']:.3f} ms, "
+                     f"{h2h['no_filter']['stream_fps']:.1f} frames/s; "
+                     f"tint camera's frame {h2h['camera_median_ms']:.3f} ms")
     for k, v in tg.items():
         val = v.get("ratio", v.get("median_ms"))
         lines.append(f"target {k}: {val:.2f} -> {'met' if v['met'] else 'NOT met'}")
@@ -509,23 +567,22 @@ def format_table(rows, peak, h2h, tg) -> str:
 def profile(engine, device, out_dir, size) -> None:
     """torch.profiler table of the engine's kernels (eager, same kernels as the graphs) at 512 and 4K."""
     from torch.profiler import ProfilerActivity, profile as tprofile
-    from ..engine.frames import FramePipeline
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, (H, W), sz, B in (("512", INPUTS["512"], 512, 1), ("512-b32", INPUTS["512"], 512, 32),
                                 ("4k", INPUTS["4k"], size, 1)):
-        pipe = FramePipeline(engine, size=sz, graphs=False)
+        pipe = frame_pipeline(engine.net, engine.multiple, sz, fused=True)     # eager: no graphs
         x = torch.randint(0, 256, (B, H, W, 3), dtype=torch.uint8, device=device)
         y = torch.empty(B, H, W, 3, dtype=torch.uint8, device=device)
         with torch.inference_mode():
             old = torch.backends.cudnn.benchmark
             torch.backends.cudnn.benchmark = True
             for _ in range(3):
-                pipe._device_step(x, y)
+                pipe.colorize_frames(x, out=y)
             torch.cuda.synchronize(device)
             with tprofile(activities=[ProfilerActivity.CUDA]) as prof:
                 for _ in range(10):
-                    pipe._device_step(x, y)
+                    pipe.colorize_frames(x, out=y)
                 torch.cuda.synchronize(device)
             torch.backends.cudnn.benchmark = old
         ka = prof.key_averages()

@@ -55,16 +55,13 @@ def run_info(args) -> int:
     return 0
 
 
-def _backend_row(device, path, backend="auto") -> tuple[str, str]:
-    """The runtime every command runs this model with on this device, and why: on a CPU
-    the real choice (the in-memory ONNX export is made and checked, a few seconds)."""
-    if device.type == "cuda":
-        return "backend", "engine (tint.engine: folded BN, fused kernels, CUDA graphs) on CUDA"
-    from ..engine.onnx import cpu_network, weights_key
-    from ..core.weights import load_weights
-    model, _ = load_weights(path)
-    _, backend, why = cpu_network(model, backend, "fp32", key=weights_key(path))
-    return "backend", f"{backend}: {why}"
+def _backend_row(device, path, backend: str = "auto") -> tuple[str, str]:
+    """The runtime every command runs this model with on this device, and why: the real
+    choice (``tint.engine.backends.choose``, through a Runner: on a CPU the in-memory ONNX
+    export is made and checked, a few seconds; on CUDA the engine is built)."""
+    from ..api import Runner
+    r = Runner(path, device=device, backend=backend)
+    return "backend", f"{r.backend}: {r.backend_reason}"
 
 
 def _meta_rows(meta: dict) -> list[tuple[str, str]]:

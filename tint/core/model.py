@@ -74,6 +74,108 @@ class ColorizerConfig:
         return cls(**d)
 
 
+# --------------------------------------------------------------------------- the plan
+# The network described as data: what the engine (tint.engine.fold) compiles, and what the
+# encoders' own forward runs, so the two cannot drift.  Each step holds the modules it uses.
+@dataclass(frozen=True, eq=False)
+class Conv:
+    """k x k conv (stride 1, zero 'same' padding, optional bias) -> optional BN -> act."""
+    conv: nn.Conv2d
+    bn: nn.BatchNorm2d | None = None
+    act: str | None = "relu"              # "relu", "leaky" (LEAKY_SLOPE) or None
+
+    @property
+    def k(self) -> int:
+        return self.conv.kernel_size[0]
+
+    @property
+    def cin(self) -> int:
+        return self.conv.in_channels
+
+    @property
+    def cout(self) -> int:
+        return self.conv.out_channels
+
+    def __call__(self, x):
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.act == "relu":
+            return F.relu(x)
+        if self.act == "leaky":
+            return F.leaky_relu(x, LEAKY_SLOPE)
+        return x
+
+
+@dataclass(frozen=True)
+class Pool:
+    """2x2 max-pool, stride 2."""
+
+    def __call__(self, x):
+        return F.max_pool2d(x, 2)
+
+
+@dataclass(frozen=True)
+class Tap:
+    """The features here are a tap (taps come shallow to deep)."""
+
+
+def run_encoder(plan, x) -> list:
+    """Run an encoder plan (Conv, Pool, Tap steps) on x -> its taps, shallow to deep."""
+    taps = []
+    for step in plan:
+        if isinstance(step, Tap):
+            taps.append(x)
+        else:
+            x = step(x)
+    return taps
+
+
+@dataclass(frozen=True, eq=False)
+class Merge:
+    """One head step: x = act(conv(up2(x) + bn(tap)))."""
+    tap: int                              # index into the taps the head reads
+    bn: nn.BatchNorm2d
+    conv: nn.Conv2d
+    act: str = "relu"
+
+
+@dataclass(frozen=True, eq=False)
+class Readout:
+    """Head output -> ab.  "ab": ab = scale * raw.  "bins": the annealed mean,
+    ab = gain * sum_q softmax(raw / temperature)_q * bins_q."""
+    kind: str                             # "ab" or "bins"
+    scale: float = 1.0                    # "ab": AB_SCALE
+    bins: torch.Tensor | None = None      # "bins": (Q, 2) ab centres
+    temperature: float = 1.0
+    gain: float = 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """The whole network, in the order it runs (``Colorizer.plan()``):
+
+        x = [L / 100, 1]                                   input planes: gray, ones
+        taps = run_encoder(encoder, x)[first_tap:]
+        x = reduce(deep_bn(taps[-1]))                      1x1 conv
+        x = x * scale + shift                              if context: context(deep_bn(taps[-1]))
+        for m in merges: x = relu(m.conv(up2(x) + m.bn(taps[m.tap])))
+        x = relu(refine(x + gray))                         gray avg-pooled to the out stride
+        ab = readout(out(x)), bilinear x out_stride
+    """
+    encoder: tuple
+    first_tap: int
+    deep_bn: nn.BatchNorm2d
+    reduce: nn.Conv2d
+    context: nn.Module | None
+    merges: tuple
+    refine: nn.Conv2d
+    out: nn.Conv2d
+    readout: Readout
+    out_stride: int
+    in_planes: int = 2
+
+
 # --------------------------------------------------------------------------- encoders
 def _conv(cin, cout, k=3, bias=True):
     return nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias)
@@ -98,15 +200,17 @@ class VGG16Encoder(nn.Module):
                 setattr(self, f"conv{b}_{i}", _conv(cin, w))
                 cin = w
 
-    def forward(self, x):
-        taps = []
+    def plan(self) -> tuple:
+        steps = []
         for b, widths in enumerate(self.blocks, 1):
             if b > 1:
-                x = F.max_pool2d(x, 2)
-            for i in range(1, len(widths) + 1):
-                x = F.relu(getattr(self, f"conv{b}_{i}")(x))
-            taps.append(x)                  # (B, tap_channels[b-1], H/2^(b-1), W/2^(b-1))
-        return taps
+                steps.append(Pool())
+            steps += [Conv(getattr(self, f"conv{b}_{i}"), None, "relu") for i in range(1, len(widths) + 1)]
+            steps.append(Tap())             # (B, tap_channels[b-1], H/2^(b-1), W/2^(b-1))
+        return tuple(steps)
+
+    def forward(self, x):
+        return run_encoder(self.plan(), x)
 
 
 class TinyDarknetEncoder(nn.Module):
@@ -138,17 +242,20 @@ class TinyDarknetEncoder(nn.Module):
         self.n_convs = n
         self.classifier = nn.Conv2d(cin, 1000, 1) if classifier else None
 
-    def forward(self, x):
-        taps, n = [], 0
+    def plan(self) -> tuple:
+        steps, n = [], 0
         for layer in self.layers:
             if layer is None:
-                x = F.max_pool2d(x, 2)
+                steps.append(Pool())
             elif layer == "tap":
-                taps.append(x)
+                steps.append(Tap())
             else:
                 n += 1
-                x = F.leaky_relu(getattr(self, f"bn{n}")(getattr(self, f"conv{n}")(x)), LEAKY_SLOPE)
-        return taps
+                steps.append(Conv(getattr(self, f"conv{n}"), getattr(self, f"bn{n}"), "leaky"))
+        return tuple(steps)
+
+    def forward(self, x):
+        return run_encoder(self.plan(), x)
 
     def classify(self, rgb):
         """ImageNet logits (B, 1000) in darknet's class order, from RGB in [0, 1]."""
@@ -292,6 +399,19 @@ class Colorizer(nn.Module):
     def forward(self, L: torch.Tensor) -> torch.Tensor:
         """L (B, 1, H, W) in [0, 100] -> ab (B, 2, H, W) in Lab units."""
         return self.upsample(self.readout(self.raw(L)))
+
+    def plan(self) -> Plan:
+        """The network as data (see ``Plan``): what ``tint.engine`` compiles."""
+        head, cfg = self.head, self.config
+        k = len(head.bns)
+        if cfg.output == "ab":
+            readout = Readout("ab", scale=AB_SCALE)
+        else:
+            readout = Readout("bins", bins=self.bins, temperature=cfg.temperature, gain=cfg.chroma_gain)
+        merges = tuple(Merge(k - 2 - i, head.bns[k - 2 - i], conv) for i, conv in enumerate(head.merges))
+        return Plan(encoder=self.encoder.plan(), first_tap=self.first_tap, deep_bn=head.bns[-1],
+                    reduce=head.reduce, context=head.context, merges=merges, refine=head.refine,
+                    out=head.out, readout=readout, out_stride=cfg.out_stride)
 
 
 def working_shape(h: int, w: int, size: int, multiple: int) -> tuple[int, int]:

@@ -19,16 +19,16 @@ that computes what ``model`` computes, faster:
 * one CUDA graph per (batch bucket, h, w): static input/output buffers, warm-up on a
   side stream, batches rounded up to a power of two.
 
-``FramePipeline`` (``frames``) runs the whole frame path on top: host uint8 frames -> pinned memory ->
-async H2D -> lightness (full res) -> working-size L -> network -> upsample + Lab -> sRGB ->
-uint8 -> async D2H, all device work of one batch in one graph, two slots so copies
-overlap compute.  It produces the pixels of ``Runner.colorize_tensor``.
+The engine compiles what the model describes (``Colorizer.plan()``), not the model's
+internals.  Whole frames run in the one pixel pipeline (``tint.core.pipeline.Pipeline``),
+which takes the fused full-resolution kernels ``kernels.lightness_u8`` / ``kernels.join_u8``.
+``backends.choose`` decides which runtime runs a model (engine, onnx, eager) and says why.
 
 On the CPU (tests, CI) the same code runs eagerly in float32 with the PyTorch references
 of every kernel, so folding and the pipeline logic are checked without a GPU.
 
-Modules: ``fold`` (FastColorizer: the folded, padded network), ``graphs`` (Engine,
-prepare: CUDA graphs per batch bucket and shape), ``frames`` (FramePipeline), ``kernels/``
-(Triton kernels by stage, each beside its PyTorch reference), and ``onnx`` (the CPU
-backend: the same network exported to ONNX Runtime).
+Modules: ``fold`` (FastColorizer: the plan compiled, folded and padded), ``graphs`` (Engine,
+prepare: CUDA graphs per batch bucket and shape), ``kernels/`` (Triton kernels by stage, each
+beside its PyTorch reference), ``onnx`` (the CPU backend: the same network exported to ONNX
+Runtime) and ``backends`` (the choice among them, with its reason).
 """

@@ -7,7 +7,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from ..core.model import LEAKY_SLOPE, Colorizer, TinyDarknetEncoder, VGG16Encoder
+from ..core.model import LEAKY_SLOPE, Colorizer, Conv, Pool, Tap
 from . import kernels as K
 
 
@@ -86,91 +86,85 @@ class FastColorizer(torch.nn.Module):
         # turn it on to check that padding changes nothing).
         gpu_layout = dev.type == "cuda" if gpu_layout is None else gpu_layout
         self.memory_format = torch.channels_last if gpu_layout else torch.contiguous_format
-        enc, head = model.encoder, model.head
-        self.in_channels = 8 if gpu_layout else 2              # 2 = gray + ones (see VGG16Encoder)
+        plan = model.plan()                  # the model describes its layers; this compiles them
+        self.in_channels = 8 if gpu_layout else plan.in_planes   # gray + ones (see VGG16Encoder)
         self.convs: list[tuple[torch.Tensor, torch.Tensor, int]] = []   # (weight, bias, padding)
         self.plan: list[tuple] = []     # ("conv", i, act) | ("pool",) | ("tap",)
 
-        def add_conv(w, b, act, cin=None):
-            if cin is not None:
-                w, b = pad_conv(w, b, cin=cin)
-            self.plan.append(("conv", len(self.convs), act))
-            self.convs.append(self._param(w, b))
-
-        if isinstance(enc, VGG16Encoder):
-            first = True
-            for bi, widths in enumerate(enc.blocks, 1):
-                if bi > 1:
-                    self.plan.append(("pool",))
-                for i in range(1, len(widths) + 1):
-                    c = getattr(enc, f"conv{bi}_{i}")
-                    add_conv(c.weight, c.bias, "relu", self.in_channels if first else None)
-                    first = False
+        # encoder: a conv's BN (conv -> BN) folds into the conv exactly
+        for step in plan.encoder:
+            if isinstance(step, Pool):
+                self.plan.append(("pool",))
+            elif isinstance(step, Tap):
                 self.plan.append(("tap",))
-        elif isinstance(enc, TinyDarknetEncoder):
-            n = 0
-            for layer in enc.layers:
-                if layer is None:
-                    self.plan.append(("pool",))
-                elif layer == "tap":
-                    self.plan.append(("tap",))
-                else:
-                    n += 1
-                    c, bn = getattr(enc, f"conv{n}"), getattr(enc, f"bn{n}")
-                    w, b = fold_bn_after_conv(c.weight, c.bias, bn)
-                    add_conv(w, b, "leaky", self.in_channels if n == 1 else None)
-        else:
-            raise ValueError(f"engine: no plan for encoder {type(enc).__name__}")
+            elif isinstance(step, Conv):
+                w, b = step.conv.weight, step.conv.bias
+                if step.bn is not None:
+                    w, b = fold_bn_after_conv(w, b, step.bn)
+                if not self.convs:                           # the stem: input planes padded
+                    w, b = pad_conv(w, b, cin=self.in_channels)
+                self.plan.append(("conv", len(self.convs), step.act))
+                self.convs.append(self._param(w, b))
+            else:
+                raise ValueError(f"engine: unknown encoder step {step!r}")
 
         # head: BN(deepest tap) folded into reduce; other taps' BN kept as (scale, shift)
-        self.first_tap, self.out_stride = model.first_tap, model.config.out_stride
-        w, b = fold_bn_before_conv1x1(head.bns[-1], head.reduce.weight, head.reduce.bias)
+        self.first_tap, self.out_stride = plan.first_tap, plan.out_stride
+        w, b = fold_bn_before_conv1x1(plan.deep_bn, plan.reduce.weight, plan.reduce.bias)
         self.reduce = self._param(w, b)
         # global context: a few small ops on the deepest tap (BN applied explicitly, since
         # its 3x3 stride-2 convs see zero padding), in plain PyTorch inside the graph
         self.context = None
-        if head.context is not None:
-            c = head.context
-            s_, t_ = bn_affine(head.bns[-1])
+        if plan.context is not None:
+            c = plan.context
+            s_, t_ = bn_affine(plan.deep_bn)
             self.context = {"bn": (s_.to(dev, dtype).view(1, -1, 1, 1), t_.to(dev, dtype).view(1, -1, 1, 1)),
                             "conv1": self._param(c.conv1.weight, c.conv1.bias),
                             "conv2": self._param(c.conv2.weight, c.conv2.bias),
                             "fc": (c.fc.weight.detach().float(), c.fc.bias.detach().float()),
                             "film": (c.film.weight.detach().float(), c.film.bias.detach().float())}
-        self.tap_affine = [tuple(t.float().to(dev) for t in bn_affine(bn)) for bn in head.bns]
-        fw = head.refine.weight.shape[0]
+        n_taps = len(plan.merges) + 1
+        self.tap_affine: list = [None] * n_taps     # (scale, shift) of each tap's BN the merges read
+        for m in plan.merges:
+            self.tap_affine[m.tap] = tuple(t.float().to(dev) for t in bn_affine(m.bn))
+        self.tap_affine[-1] = tuple(t.float().to(dev) for t in bn_affine(plan.deep_bn))
+        fw = plan.refine.weight.shape[0]
         # Narrow tail (Triton convs, final width <= 4, full-resolution output): the last
         # merge and refine as kernels.merge_gemm / narrow_conv, the gray add fused, widths
         # padded to 4; else cuDNN convs with the final width padded to FINAL_PAD.
         self.narrow = bool(triton_convs) and gpu_layout and fw <= K.NARROW and self.out_stride == 1
         fwp = K.NARROW if self.narrow else round_up(fw, FINAL_PAD) if gpu_layout else fw
         self.merges = []
-        for i, conv in enumerate(head.merges):
-            if i < len(head.merges) - 1:
+        self.merge_taps = [m.tap for m in plan.merges]
+        for i, m in enumerate(plan.merges):
+            conv = m.conv
+            if i < len(plan.merges) - 1:
                 self.merges.append(self._param(conv.weight, conv.bias))
             elif not self.narrow:
                 self.merges.append(self._param(*pad_conv(conv.weight, conv.bias, cout=fwp)))
             elif conv.weight.shape[1] >= K.MERGE_GEMM_MIN:
-                s, t = self.tap_affine[0]
+                s, t = self.tap_affine[m.tap]
                 self.merges.append(K.MergeParams(conv.weight.to(dev), conv.bias.to(dev), s, t, dtype))
             else:
                 self.merges.append(K.NarrowParams(conv.weight.to(dev), conv.bias.to(dev), "relu"))
-        wr, br = pad_conv(head.refine.weight, head.refine.bias, cout=fwp, cin=fwp)
+        wr, br = pad_conv(plan.refine.weight, plan.refine.bias, cout=fwp, cin=fwp)
         self.refine = K.NarrowParams(wr.to(dev), br.to(dev), "relu") if self.narrow else self._param(wr, br)
-        wo, bo = pad_conv(head.out.weight, head.out.bias, cin=fwp)
+        wo, bo = pad_conv(plan.out.weight, plan.out.bias, cin=fwp)
+        r = plan.readout
         bins = None
-        if model.config.output == "ab":
-            from ..core.model import AB_SCALE
-            wo, bo = wo * AB_SCALE, bo * AB_SCALE            # readout folded into the conv
+        if r.kind == "ab":
+            wo, bo = wo * r.scale, bo * r.scale              # readout folded into the conv
         else:
-            bins = model.bins.float() * model.config.chroma_gain    # the readout is linear in the bins
-        self.out = K.HeadOutParams(wo.to(dev), bo.to(dev), bins, model.config.temperature, dtype)
+            bins = r.bins.float() * r.gain                   # gain * sum_q p_q bins_q
+        self.out = K.HeadOutParams(wo.to(dev), bo.to(dev), bins, r.temperature, dtype)
         # Triton replacements, used only where their kernel runs (CUDA, 16-bit, dense NHWC);
         # elsewhere the cuDNN/reference path above runs, so CPU tests check the same folding.
         self.triton_convs = bool(triton_convs) and gpu_layout
-        act0 = self.plan[0][2]
-        w0, b0, _ = self.convs[0]
-        self.stem = K.StemParams(w0, b0, act0) if self.triton_convs else None
+        # the stem kernel: a first step that is a 3x3 conv (the gray + ones planes it builds itself)
+        self.stem = None
+        if self.triton_convs and self.plan[0][0] == "conv" and self.convs[0][0].shape[-2:] == (3, 3):
+            w0, b0, _ = self.convs[0]
+            self.stem = K.StemParams(w0, b0, self.plan[0][2])
         self.fuse_conv_relu = self._check_fused_relu() if fuse_conv_relu is None else fuse_conv_relu
 
     def _param(self, w, b):
@@ -246,8 +240,7 @@ class FastColorizer(torch.nn.Module):
         if self.context is not None:
             scale, shift = self.global_context(taps[-1])
             x = x * scale + shift
-        for i, m in enumerate(self.merges):
-            t = len(taps) - 2 - i
+        for m, t in zip(self.merges, self.merge_taps):
             if isinstance(m, K.MergeParams):                     # + gray, fused
                 x = K.merge_gemm(x, taps[t], m, L)
             elif isinstance(m, K.NarrowParams):

@@ -94,7 +94,14 @@ class Engine:
                 "triton": K.triton_enabled(torch.empty(0, device=self.device)),
                 "graphs_cached": [list(k) for k in self._cache]}
 
-    def _entry(self, Bb: int, h: int, w: int) -> _Graph:
+    def clear(self) -> None:
+        """Drop every captured graph (their memory returns to the pool)."""
+        with self._lock:
+            self._cache.clear()
+
+    def graph(self, Bb: int, h: int, w: int) -> _Graph:
+        """The graph for batch bucket Bb at h x w, captured on first use: ``.inp`` (Bb, 1, h, w)
+        and ``.out`` (Bb, 2, h, w) are its static buffers, ``.graph.replay()`` runs it."""
         key = (Bb, h, w)
         e = self._cache.get(key)
         if e is not None:
@@ -129,7 +136,7 @@ class Engine:
         outs = []
         with self._lock:
             for s, e, Bb in batch_chunks(B, self.max_batch):
-                g = self._entry(Bb, h, w)
+                g = self.graph(Bb, h, w)
                 g.inp[: e - s].copy_(L[s:e])
                 g.graph.replay()
                 outs.append(g.out[: e - s].clone())     # the static buffer is reused next call

@@ -15,13 +15,13 @@ tests/test_onnx_runtime.py compares it with the float32 PyTorch model on odd siz
 real photos.  So there is no per-shape session cache.
 
 The PyTorch model stays the reference and the fallback.  Nothing here downloads anything.
-Backends (``Runner(backend=...)``, ``--backend``):
+On a CPU (``cpu_network``, called by ``tint.engine.backends.choose``):
 
     eager   the PyTorch model (fp32, or autocast for --precision fp16/bf16)
     onnx    this module; CPU and fp32 only; a TintError if onnxruntime is missing
-    auto    on a CPU: onnx when onnxruntime is installed and the weights export cleanly,
-            else eager, with the reason stated (``Runner.backend_reason``, ``tint info``);
-            an export that fails or disagrees with PyTorch also warns.  On CUDA: the engine.
+    auto    onnx when onnxruntime is installed and the weights export cleanly, else eager,
+            with the reason stated (``Runner.backend_reason``, ``tint info``); an export
+            that fails or disagrees with PyTorch also warns.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import torch
 
 from ..core.errors import TintError
 
-BACKENDS = ("auto", "eager", "onnx")
+BACKENDS = ("auto", "eager", "onnx")   # those cpu_network knows; tint.engine.backends has them all
 OPSET = 17
 INSTALL_HINT = 'pip install "tint[cpu]"'
 CHECK_TOL = 1e-2         # max |ab| (Lab units) between ORT and PyTorch on the export probe

@@ -1,7 +1,7 @@
 """``tint camera``: colorize a live source, newest frame first.
 
     capture thread (cv2.VideoCapture) ──> 1-slot buffer: a newer frame replaces a stale one
-    main thread: newest frame ──> colorize_frames (the video path, stabilized) ──> window / file
+    main thread: newest frame ──> Runner.colorize_frames (the pixel pipeline, stabilized) ──> window / file
 
 The capture thread never waits for the colorizer, so latency stays one frame deep however
 slow the network is; frames the colorizer cannot keep up with are dropped, and counted.
@@ -206,7 +206,6 @@ def camera_loop(runner, source, *, output: Path | None = None, headless: bool = 
     """Run the live loop until the source ends, ``frames`` are done, or q/ESC is pressed."""
     cv2 = import_cv2()
     from .stabilize import ChromaStabilizer
-    from .video.step import colorize_frames
     src = parse_source(str(source))
     cap = Capture(src, pace=not isinstance(src, int) and "://" not in str(src) if pace is None else pace)
     stabilizer = ChromaStabilizer() if stabilize else None
@@ -223,7 +222,7 @@ def camera_loop(runner, source, *, output: Path | None = None, headless: bool = 
                 break
             bgr, t_cap = item
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            out = colorize_frames(runner, rgb[None], size=size, stabilizer=stabilizer)[0]
+            out = runner.colorize_frames(rgb[None], size, stabilizer=stabilizer)[0]
             if rec is not None:
                 rec.write(out, t_cap)
             latency = (time.perf_counter() - t_cap) * 1000

@@ -401,21 +401,18 @@ def lr_factor(step: int, total: int, warmup: int, final: float = 0.01) -> float:
 
 # --------------------------------------------------------------------------- validation
 def model_colorizer(model: Colorizer, device, size: int, amp_dtype=None):
-    """uint8 (H, W, 3) -> uint8 (H, W, 3) with an in-memory model, by the same steps as
-    ``Runner.colorize_lightness``: L at full size, network at the working size, join."""
-    from ..core.pipeline import join_chroma, resize_lightness
-    from ..core.color import rgb_to_lightness
-    from ..core.model import working_shape
+    """uint8 (H, W, 3) -> uint8 (H, W, 3) with an in-memory model: the pixel pipeline
+    (``tint.core.pipeline.Pipeline.colorize_frames``) around the bare model."""
+    from ..core.pipeline import Pipeline
+
+    def network(L_work):
+        with autocast(device, amp_dtype):
+            return model(L_work).float()
+    pipe = Pipeline(network, model.multiple, size)
 
     @torch.no_grad()
     def run(truth: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(truth).to(device).permute(2, 0, 1)[None].float() / 255.0
-        L = rgb_to_lightness(x)                                        # (1, 1, H, W)
-        Lw = resize_lightness(L, working_shape(*L.shape[-2:], size, model.multiple))
-        with autocast(device, amp_dtype):
-            ab = model(Lw).float()
-        rgb = join_chroma(L, ab)[0].permute(1, 2, 0)
-        return (rgb * 255.0).round().to(torch.uint8).cpu().numpy()
+        return pipe.colorize_frames(torch.from_numpy(truth).to(device)[None])[0].cpu().numpy()
     return run
 
 

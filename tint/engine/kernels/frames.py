@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...core import color
-from ...core.pipeline import join_chroma
+from ...core import pipeline
 from .common import HAVE_TRITON, tl, triton, triton_enabled
 
 
@@ -29,9 +29,9 @@ def srgb_lut(device) -> torch.Tensor:
 
 # =========================================================================== (a) input stage
 def lightness_u8_reference(x: torch.Tensor) -> torch.Tensor:
-    """uint8 frames (B, H, W, C), C in {1, 3} -> L (B, 1, H, W) float32 in [0, 100]."""
-    f = x.permute(0, 3, 1, 2).float() / 255.0
-    return color.gray_to_lightness(f) if f.shape[1] == 1 else color.rgb_to_lightness(f)
+    """uint8 frames (B, H, W, C), C in {1, 3} -> L (B, 1, H, W) float32 in [0, 100]:
+    the pixel pipeline's own step, ``tint.core.pipeline.lightness_u8``."""
+    return pipeline.lightness_u8(x)
 
 
 if HAVE_TRITON:
@@ -77,10 +77,10 @@ def lightness_u8(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tens
 def join_u8_reference(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     """L (B, 1, H, W) [0, 100] + working-size ab (B, 2, h, w) -> uint8 sRGB (B, H, W, 3).
 
-    Exactly ``tint.api.join_chroma`` then ``(rgb * 255).round()`` as Runner.colorize_tensor does.
+    The pixel pipeline's own step, ``tint.core.pipeline.join_u8``: ``join_chroma`` then
+    ``(rgb * 255).round()``, as Runner.colorize_tensor does.
     """
-    rgb = join_chroma(L.float(), ab.float())
-    return (rgb * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)
+    return pipeline.join_u8(L, ab)
 
 
 if HAVE_TRITON:

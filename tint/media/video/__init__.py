@@ -20,7 +20,8 @@ to the first unfinished frame.
 The colorize step is swappable (``colorize_batch``): ``FrameColorizer`` (default),
 ``PASSTHROUGH`` (the bench's ceiling: same path, no network) or a plain function
 ``f(luma uint8 (B, H, W), layout) -> packed planes uint8 (B, layout.frame_bytes)``.
-``colorize_frames`` (RGB in, RGB out) remains the reference and the camera's path.
+``Runner.colorize_frames`` (RGB in, RGB out) is the reference and the camera's path; both
+run the steps of ``tint.core.pipeline.Pipeline``.
 
 Folders shard across processes: ``torchrun --nproc_per_node=N -m tint video IN_DIR -o OUT_DIR``
 gives film i to rank i mod N on cuda:LOCAL_RANK.

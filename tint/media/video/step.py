@@ -12,39 +12,18 @@ from ...core.errors import TintError
 from .formats import FrameLayout, gray_to_luma_lut, lightness_lut, luma_to_gray_lut, rgb_to_yuv
 
 
-@torch.no_grad()
-def colorize_frames(runner, frames: np.ndarray, *, size: int | None = None, stabilizer=None) -> np.ndarray:
-    """Colorize B consecutive frames: uint8 (B, H, W, 3) RGB (or gray in all 3) -> uint8 (B, H, W, 3).
-
-    The same building blocks as ``Runner.colorize_tensor`` (lightness, working size,
-    ``Runner.chroma``, ``join_chroma``), with the stabilizer, if any, applied to the
-    working-size chroma on the same device.
-    """
-    from ...core.pipeline import join_chroma, resize_lightness
-    from ...core.color import rgb_to_lightness
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"expected uint8 frames (B, H, W, 3), got {frames.dtype} {frames.shape}")
-    H, W = frames.shape[1:3]
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(runner.device)
-    L = rgb_to_lightness(x.permute(0, 3, 1, 2).float() / 255.0)                   # (B, 1, H, W)
-    L_work = resize_lightness(L, runner.working_shape(H, W, size))                 # (B, 1, h, w)
-    ab = runner.chroma(L_work)
-    if stabilizer is not None:
-        ab = stabilizer(ab, L_work.to(ab.device))
-    ab = ab * runner.saturation if runner.saturation != 1.0 else ab               # colourfulness
-    rgb = join_chroma(L, ab.to(L.device))                                          # (B, 3, H, W)
-    return (rgb * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 class FrameColorizer:
     """The default colorize step of ``tint video``: luma codes in, Y'CbCr planes out.
 
     ``submit(y, out)``: y uint8 (n, H, W) host luma (pinned on CUDA), out uint8
     (n, layout.frame_bytes) host (pinned on CUDA).  On the device, in order on one stream:
 
-        y -> L = LUT[y] (full res) -> L at the working size -> network -> temporal filter
-          -> join with L (``kernels.join_u8``: the pixels of ``Runner.colorize_tensor``)
+        y -> L = LUT[y] (full res) -> ``runner.pipeline``: L at the working size -> network
+          -> temporal filter -> saturation -> join with L (``kernels.join_u8`` on CUDA)
           -> ``rgb_to_yuv`` -> async copy into ``out``
+
+    The steps are ``Pipeline``'s (``to_work``, ``chroma``, ``join_u8``): ``Runner.colorize_frames``
+    with luma in, Y'CbCr out and a filter that may hold frames back.
 
     The temporal filter is ``ChromaSmoother`` (``lookahead`` frames ahead, the default) or,
     with ``lookahead=0``, the causal ``ChromaStabilizer``.  With a lookahead, the frames that
@@ -62,10 +41,12 @@ class FrameColorizer:
                  lookahead: int | None = None):
         from ..stabilize import LOOKAHEAD, ChromaSmoother, ChromaStabilizer, CodeHold
         self.runner, self.layout = runner, layout
+        self.pipe = runner.pipeline
+        self.size = size
         self.device = runner.device
         self.cuda = self.device.type == "cuda"
         self.pin_memory = self.cuda
-        self.shape = runner.working_shape(layout.height, layout.width, size)
+        self.shape = self.pipe.working_shape(layout.height, layout.width, size)
         self.lut = lightness_lut(layout.full_range_in, self.device)
         self.lookahead = (LOOKAHEAD if lookahead is None else int(lookahead)) if stabilize else 0
         if not stabilize:
@@ -78,12 +59,10 @@ class FrameColorizer:
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
 
     def _planes(self, y: torch.Tensor, ab: torch.Tensor, L: torch.Tensor | None = None) -> torch.Tensor:
-        from ...engine import kernels as K
+        """Luma y and its final chroma (filtered, saturation applied) -> packed planes."""
         if L is None:
             L = self.lut[y.int()].unsqueeze(1)                               # (n, 1, H, W) [0, 100]
-        if self.runner.saturation != 1.0:                                    # colourfulness
-            ab = ab * self.runner.saturation
-        rgb = K.join_u8(L, ab.to(L.device))                                  # (n, H, W, 3) uint8
+        rgb = self.pipe.join_u8(L, ab.to(L.device))                          # (n, H, W, 3) uint8
         planes = rgb_to_yuv(rgb, self.layout.matrix, self.layout.pix_fmt == "yuv420p")
         if self.hold is not None:
             Y = self.layout.width * self.layout.height
@@ -93,16 +72,13 @@ class FrameColorizer:
     @torch.no_grad()
     def _device(self, y: torch.Tensor) -> torch.Tensor | None:
         """Packed planes of the frames done now, (m, frame_bytes), or None if none is."""
-        from ...core.pipeline import resize_lightness
         L = self.lut[y.int()].unsqueeze(1)                                   # (n, 1, H, W) [0, 100]
-        L_work = resize_lightness(L, self.shape)
-        ab = self.runner.chroma(L_work)
-        if self.lookahead:
-            ab, ys = self.stabilizer.push(ab, L_work.to(ab.device), y if self.cuda else y.clone())
-            return None if ab is None else self._planes(torch.stack(ys), ab)
-        if self.stabilizer is not None:
-            ab = self.stabilizer(ab, L_work.to(ab.device))
-        return self._planes(y, ab, L)
+        L_work = self.pipe.to_work(L, self.size)
+        if not self.lookahead:                                               # network, filter, saturation
+            return self._planes(y, self.pipe.chroma(L_work, stabilizer=self.stabilizer), L)
+        ab = self.pipe.network(L_work)
+        ab, ys = self.stabilizer.push(ab, L_work.to(ab.device), y if self.cuda else y.clone())
+        return None if ab is None else self._planes(torch.stack(ys), self.pipe.scale(ab))
 
     def _out(self, planes: torch.Tensor | None, out: torch.Tensor):
         """Copy the planes into ``out`` (async on CUDA); (done, frames)."""
@@ -138,7 +114,7 @@ class FrameColorizer:
             return None, 0
         with torch.cuda.stream(self.stream) if self.cuda else contextlib.nullcontext():
             ab, ys = self.stabilizer.flush(out.shape[0])
-            return self._out(self._planes(torch.stack(ys), ab), out)
+            return self._out(self._planes(torch.stack(ys), self.pipe.scale(ab)), out)
 
     def close(self) -> None:
         pass
