@@ -242,7 +242,8 @@ def accumulate(x: torch.Tensor, mean: torch.Tensor, w: torch.Tensor) -> torch.Te
 
 def with_length(ab: torch.Tensor) -> torch.Tensor:
     """ab (k, 2, h, w) -> (k, 3, h, w): ab and its length |ab|, what the running means average."""
-    return torch.cat((ab, torch.linalg.vector_norm(ab, dim=1, keepdim=True)), 1)
+    # hypot of the two channels: element-wise; a norm over dim 1 is a strided reduction, 20x slower on CPU
+    return torch.cat((ab, torch.hypot(ab[:, :1], ab[:, 1:2])), 1)
 
 
 def restore_chroma(mean: torch.Tensor, max_gain: float = MAX_GAIN) -> torch.Tensor:
@@ -260,7 +261,7 @@ def restore_chroma(mean: torch.Tensor, max_gain: float = MAX_GAIN) -> torch.Tens
     ab = mean[:, :2]
     if max_gain == 1.0:
         return ab
-    n = torch.linalg.vector_norm(ab, dim=1, keepdim=True)
+    n = torch.hypot(ab[:, :1], ab[:, 1:2])
     return ab * (mean[:, 2:3] / n.clamp_min(1e-6)).clamp(1.0, max_gain)
 
 
