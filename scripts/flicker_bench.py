@@ -19,7 +19,11 @@ join, Y'CbCr 4:2:0, x264) on that input, and its output file is decoded and scor
 
 * ``flicker``: static-pixel flicker (``flicker_eval.static_flicker``): mean |dCb| + |dCr|
   (8-bit codes) between consecutive frames over the pixels whose reference luma changes by
-  less than 2 codes; ``ratio`` is ours over the reference's (target: at most 3);
+  less than 2 codes; ``ratio`` is ours over the reference's (target: at most 3).  Both
+  files went through the same x264 settings once, from their own planes;
+  ``flicker_pre_encode`` is the same measure on the planes handed to x264 (the reference's
+  from swscale, ours from the colorize step), on the same pixels: what the filter controls,
+  apart from what the encoder adds;
 * ``chroma``: mean Lab chroma sqrt(a^2 + b^2) over the clip, as a fraction of the
   reference's (target: at least 60 %);
 * ``E_warp``: Lai et al. 2018's warp error (flow from the reference, occlusions masked);
@@ -104,6 +108,21 @@ def synthetic_clip(name: str, photo: str, kind: str, amount, seconds: float) -> 
 
 
 # ----------------------------------------------------------------------------- files
+def source_planes(frames: np.ndarray):
+    """uint8 RGB (T, H, W, 3) -> (Y, Cb, Cr) planes exactly as ``encode`` hands them to x264."""
+    import av
+    p = np.stack([av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p").to_ndarray()
+                  for f in frames])
+    return split_planes(p.reshape(len(p), -1))
+
+
+def split_planes(packed: np.ndarray):
+    """Packed 4:2:0 frames (T, H * W * 3 / 2) -> (Y (T, H, W), Cb, Cr (T, H/2, W/2))."""
+    T, c = len(packed), (H // 2) * (W // 2)
+    return (packed[:, :H * W].reshape(T, H, W), packed[:, H * W:H * W + c].reshape(T, H // 2, W // 2),
+            packed[:, H * W + c:].reshape(T, H // 2, W // 2))
+
+
 def encode(frames_or_planes, path: Path, options: dict, gray: bool = False) -> None:
     """uint8 RGB (T, H, W, 3), or luma (T, H, W) when ``gray`` (neutral chroma), -> x264 file."""
     import av
@@ -235,10 +254,12 @@ class _Frozen:
 
 
 def custom_variant(name: str):
-    """'m<memory>l<lookahead>[h<hold>]' (e.g. m64l24, m32l24h0): the filter with other
-    settings, for tuning (h: ``CodeHold`` threshold, default 1; h0: no hold)."""
+    """'m<memory>l<lookahead>[h<hold>][g<gain>]' (e.g. m64l24, m32l24h0, m32l24g1): the filter
+    with other settings, for tuning (h: ``CodeHold`` threshold, default 1; h0: no hold;
+    g: ``restore_chroma``'s max_gain, default ``tint.stabilize.MAX_GAIN``; g1: the plain
+    vector mean, the filter before chroma restoration)."""
     import re
-    from tint.media.stabilize import ChromaSmoother, ChromaStabilizer, CodeHold
+    from tint.media.stabilize import MAX_GAIN, ChromaSmoother, ChromaStabilizer, CodeHold
     from tint.media.video.step import FrameColorizer
     if name == "frozen":
         def frozen(r, lay, size):
@@ -246,14 +267,16 @@ def custom_variant(name: str):
             step.stabilizer = _Frozen()
             return step
         return frozen
-    got = re.fullmatch(r"m(\d+)l(\d+)(?:h(\d+))?", name)
+    got = re.fullmatch(r"m(\d+)l(\d+)(?:h(\d+))?(?:g(\d+(?:\.\d+)?))?", name)
     if not got:
         return None
     memory, lookahead, hold = int(got[1]), int(got[2]), int(got[3] or 1)
+    gain = MAX_GAIN if got[4] is None else float(got[4])
 
     def make(r, lay, size):
         step = FrameColorizer(r, lay, size=size, lookahead=lookahead)
-        step.stabilizer = (ChromaSmoother(memory, lookahead) if lookahead else ChromaStabilizer(memory))
+        step.stabilizer = (ChromaSmoother(memory, lookahead, max_gain=gain) if lookahead
+                           else ChromaStabilizer(memory, max_gain=gain))
         step.hold = CodeHold(hold) if hold else None
         return step
     return make
@@ -280,11 +303,20 @@ def score(out, ref, motion, per_frame=None) -> dict:
 def run_variant(make, runner, layout, args, gray_path: Path, out_path: Path, ref, motion, ref_flicker: float,
                 ref_chroma: float) -> dict:
     """One variant on one clip: ``tint video`` on the gray input, the output decoded and scored."""
+    from flicker_eval import static_flicker
     from tint.media.video.pipeline import colorize_video
     step = make(runner, layout, args.size)
+    planes, make_planes = [], step._planes                      # record what goes to the encoder
+
+    def recorded(*a, **kw):
+        p = make_planes(*a, **kw)
+        planes.append(p.clone())
+        return p
+    step._planes = recorded
     t = time.perf_counter()
     colorize_video(gray_path, out_path, colorize_batch=step, batch=args.batch, overwrite=True, progress=False)
     r = score(decode(out_path), ref, motion)
+    r["flicker_pre_encode"] = static_flicker(*split_planes(torch.cat(planes).cpu().numpy()), mask_y=ref[0])[0]
     r["seconds"] = time.perf_counter() - t
     r["ratio"] = r["flicker"] / max(ref_flicker, 1e-9)
     r["chroma_kept"] = r["mean_chroma"] / max(ref_chroma, 1e-9)
@@ -303,8 +335,8 @@ def main(argv=None) -> int:
                     help="film segments (seconds); '' for none")
     ap.add_argument("--synthetic", default=",".join(s[0] for s in SYNTHETIC), help="synthetic clips; '' for none")
     ap.add_argument("--variants", default=None,
-                    help="comma-separated: off, causal, default, m<memory>l<lookahead>[h<hold>] such as "
-                         "m64l24 or m32l24h0, or frozen (the first frame's chroma throughout: the floor "
+                    help="comma-separated: off, causal, default, m<memory>l<lookahead>[h<hold>][g<gain>] such as "
+                         "m64l24, m32l24h0 or m32l24g1, or frozen (the first frame's chroma throughout: the floor "
                          "of a still shot) (default: off,causal,default; 'off' is always run)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=None,
@@ -358,7 +390,8 @@ def main(argv=None) -> int:
         from tint.core.color import rgb_to_lab
         lab = rgb_to_lab(torch.from_numpy(ref[3]).permute(0, 3, 1, 2).float() / 255)
         row = {"frames": int(len(ref[0])), "static_fraction": static,
-               "reference": {"flicker": ref_fl, "mean_chroma": float(lab[:, 1:].square().sum(1).sqrt().mean()),
+               "reference": {"flicker": ref_fl,
+                             "flicker_pre_encode": static_flicker(*source_planes(clip.frames), mask_y=ref[0])[0], "mean_chroma": float(lab[:, 1:].square().sum(1).sqrt().mean()),
                              "warp_error_lai": warp_error(ref[3], motion)[0],
                              "colorfulness": float(np.mean([colorfulness(o) for o in ref[3]]))}}
         with CachedMotion():
@@ -375,14 +408,14 @@ def main(argv=None) -> int:
 
     print(f"\ncommit {meta['commit']}, weights {meta['weights']}, device {meta['device']}, working size "
           f"{meta['size']}, batch {args.batch}, {W}x{H} clips of {args.seconds:g} s\n")
-    print("| clip | variant | film flicker | flicker | ratio | chroma kept | E_warp (film) | E_warp | PSNR | dPSNR | colourfulness (dCF) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| clip | variant | film flicker | flicker | ratio | before x264: film / ours | chroma kept | E_warp (film) | E_warp | PSNR | dPSNR | colourfulness (dCF) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cname, row in results.items():
         ref = row["reference"]
         for name in names:
             r = row[name]
             print(f"| {cname} | {name} | {ref['flicker']:.3f} | {r['flicker']:.3f} | {r['ratio']:.2f}x | "
-                  f"{r['chroma_kept']:.0%} | {ref['warp_error_lai']:.5f} | {r['warp_error_lai']:.5f} | "
+                  f"{ref['flicker_pre_encode']:.3f} / {r['flicker_pre_encode']:.3f} | {r['chroma_kept']:.0%} | {ref['warp_error_lai']:.5f} | {r['warp_error_lai']:.5f} | "
                   f"{r['psnr']:.2f} | {r['dpsnr']:+.2f} | {r['colorfulness']:.1f} ({r['dcolorfulness']:+.1f}) |")
     print()
     print("| variant | worst ratio | mean ratio | worst chroma kept | mean dPSNR | mean dCF |")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from tint.media.stabilize import ChromaSmoother, ChromaStabilizer, CodeHold, flow, flow_confidence, histogram_distance, stillness, warp
+from tint.media.stabilize import (ChromaSmoother, ChromaStabilizer, CodeHold, flow, flow_confidence,
+                                  histogram_distance, restore_chroma, stillness, warp, with_length)
 
 cv2 = pytest.importorskip("cv2")
 
@@ -172,8 +173,15 @@ class TestChromaStabilizer:
         clean = torch.stack([torch.from_numpy(np.roll(base, t, axis=2)) for t in range(8)])
         noisy = clean + torch.from_numpy(rng.normal(0, 8, clean.shape).astype(np.float32))
         inner = (slice(None), slice(None), slice(8, -8), slice(12, -12))
-        for out in (ChromaStabilizer()(noisy, Ls), smooth(ChromaSmoother(lookahead=4), noisy, Ls, [8])[0]):
+        # max_gain=1 (the plain vector mean) isolates the tracking: here the noise (sigma 8) is
+        # larger than the chroma itself (|ab| 7.7 clean, 12.6 noisy), so restoring the mean
+        # length (the default) brings part of the noise's length back; that is checked below
+        for out in (ChromaStabilizer(max_gain=1.0)(noisy, Ls),
+                    smooth(ChromaSmoother(lookahead=4, max_gain=1.0), noisy, Ls, [8])[0]):
             assert (out - clean)[inner][1:].abs().mean() < 0.6 * (noisy - clean)[inner][1:].abs().mean()
+        for out in (ChromaStabilizer()(noisy, Ls), smooth(ChromaSmoother(lookahead=4), noisy, Ls, [8])[0]):
+            assert (out - clean)[inner][1:].abs().mean() < 0.75 * (noisy - clean)[inner][1:].abs().mean()
+            assert out[inner].norm(dim=1).mean() <= noisy[inner].norm(dim=1).mean()   # never more than per frame
 
     def test_batches_chain_like_one_call(self):
         L, ab, _ = static_shot()
@@ -306,6 +314,67 @@ class TestChromaSmoother:
             s.push(ab[:, :, :24, :32], L[:, :, :24, :32])
         with pytest.raises(ValueError):
             ChromaSmoother(lookahead=-1)
+
+
+class TestRestoreChroma:
+    """The running means keep the predictions' chroma length, not only the vector mean's."""
+
+    def test_known_values(self):
+        # two predictions of length 10 at +-60 degrees: vector mean (5, 0), mean length 10
+        ab = torch.tensor([[10 * np.cos(np.pi / 3), 10 * np.sin(np.pi / 3)],
+                           [10 * np.cos(np.pi / 3), -10 * np.sin(np.pi / 3)]], dtype=torch.float32).view(2, 2, 1, 1)
+        mean = with_length(ab).mean(0, keepdim=True)                    # (1, 3, 1, 1): (5, 0, 10)
+        torch.testing.assert_close(mean.flatten(), torch.tensor([5.0, 0.0, 10.0]))
+        torch.testing.assert_close(restore_chroma(mean, 1e9).flatten(), torch.tensor([10.0, 0.0]))  # hue kept, length 10
+        torch.testing.assert_close(restore_chroma(mean, 1.5).flatten(), torch.tensor([7.5, 0.0]))   # the stretch is bounded
+        torch.testing.assert_close(restore_chroma(mean, 1.0), mean[:, :2])                         # the plain vector mean
+
+    def test_same_hue_is_unchanged_and_grey_stays_grey(self):
+        hue = torch.randn(1, 2, 3, 4)
+        ab = hue / hue.norm(dim=1, keepdim=True) * torch.rand(5, 1, 3, 4) * 30   # one hue per pixel, lengths vary
+        mean = with_length(ab).mean(0, keepdim=True)
+        torch.testing.assert_close(restore_chroma(mean, 1e9), mean[:, :2], rtol=1e-5, atol=1e-4)
+        zero = torch.zeros(1, 3, 2, 2)
+        assert restore_chroma(zero).abs().max() == 0                        # no division by zero, no colour made up
+
+    def test_never_shorter_never_past_the_bound(self):
+        ab = torch.randn(16, 2, 8, 8) * 20
+        mean = with_length(ab).mean(0, keepdim=True)
+        n_vec, n_out = mean[:, :2].norm(dim=1), restore_chroma(mean, 1.5).norm(dim=1)
+        assert (n_out >= n_vec - 1e-4).all() and (n_out <= 1.5 * n_vec + 1e-4).all()
+        assert (n_out <= mean[:, 2] + 1e-4).all()                           # never longer than the mean length
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError):
+            restore_chroma(torch.zeros(1, 2, 4, 4))                          # no length channel
+        with pytest.raises(ValueError):
+            restore_chroma(torch.zeros(1, 3, 4, 4), 0.5)
+        with pytest.raises(ValueError):
+            ChromaSmoother(max_gain=0.9)
+
+    def test_still_shot_with_wavering_hue_keeps_its_chroma(self):
+        """A still shot whose predicted hue wavers +-40 degrees from frame to frame (the
+        network unsure between blue and cyan): the plain running mean pales it to
+        cos(40 deg) = 77 % of its length; the filter keeps the length and stays steady."""
+        n, h, w = 24, 48, 64
+        L = torch.from_numpy(texture(h, w, seed=2))[None, None].repeat(n, 1, 1, 1)
+        angle = torch.tensor([0.7 + (0.7 if t % 2 else -0.7) for t in range(n)]).view(n, 1, 1, 1)
+        ab = torch.cat((torch.cos(angle), torch.sin(angle)), 1).expand(n, 2, h, w) * 30
+        for filt in (lambda g: ChromaStabilizer(max_gain=g)(ab, L),
+                     lambda g: smooth(ChromaSmoother(lookahead=8, max_gain=g), ab, L, [8] * 3)[0]):
+            plain, kept = filt(1.0), filt(1.5)
+            assert plain[8:].norm(dim=1).mean() < 0.8 * 30
+            assert kept[8:].norm(dim=1).mean() == pytest.approx(30, rel=0.02)
+            assert flicker(kept[8:]) < 0.1 * flicker(ab[8:])
+            # the hue is the vector mean's: the mean direction of the two
+            assert torch.atan2(kept[8:, 1], kept[8:, 0]).mean().item() == pytest.approx(0.7, abs=0.1)
+
+    def test_max_gain_one_is_the_running_vector_mean(self):
+        """Causal, nothing moves, no cut: frame t is the plain mean of predictions 0..t."""
+        L, ab, _ = static_shot(10)
+        out = ChromaStabilizer(max_gain=1.0)(ab, L)
+        cum = ab.cumsum(0) / torch.arange(1, 11, dtype=torch.float32).view(10, 1, 1, 1)
+        torch.testing.assert_close(out, cum, rtol=1e-4, atol=1e-4)
 
 
 class TestCodeHold:
