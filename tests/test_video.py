@@ -417,6 +417,22 @@ def test_full_range_input_and_color_tags(tmp_path, runner):
         assert np.abs(gray_out - (xx * 4) % 256).mean() < tol               # same lightness, full range
 
 
+def test_x264_chroma_qp_offset(tmp_path, runner):
+    """libx264 output codes chroma 4 QP finer than x264's default (still-shot chroma flicker,
+    docs/VIDEO.md); the option reaches x264: its settings string in the stream says so."""
+    for suffix in (".mp4", ".mkv"):
+        assert output_spec(Path("a" + suffix)).options["chromaoffset"] == "-4"
+    assert output_spec(Path("a.mp4"), quality=28, preset="veryfast").options["chromaoffset"] == "-4"
+    assert "chromaoffset" not in output_spec(Path("a.webm")).options
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_film(src, frames=4, audio=None)
+    run(src, dst, runner, colorize_batch=PASSTHROUGH)
+    data = dst.read_bytes()
+    i = data.find(b"x264 - core")
+    info = data[i:data.find(b"\x00", i)].decode("latin-1")
+    assert i >= 0 and "chroma_qp_offset=-6" in info, info          # -2 (psy-rd's) - 4
+
+
 def test_preset_option():
     assert output_spec(Path("a.mp4"), preset="veryfast").options["preset"] == "veryfast"
     assert output_spec(Path("a.mp4")).options["preset"] == "medium"
