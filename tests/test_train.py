@@ -431,3 +431,29 @@ def test_eval_config_library_call(tmp_path, tiny_weights):
     assert json.loads((tmp_path / "r.json").read_text())["count"] == 1 and "PSNR" in lines[0]
     with pytest.raises(TintError, match="--limit"):
         evaluate_weights(EvalConfig(d, limit=0))
+
+
+def test_slow_validation_does_not_eat_a_time_limited_run(photos, pack, tmp_path, capsys, monkeypatch):
+    """When validating every held-out photo would take over a quarter of the time limit,
+    the last validation uses --val-limit photos too, and the run still trains."""
+    import time as _time
+    from tint.cli.train import run_train
+    T = sys.modules["tint.training.train"]          # the package's `train` is the function
+    real = T.validate
+
+    def slow(*a, **k):
+        _time.sleep(1.5)
+        return real(*a, **k)
+    monkeypatch.setattr(T, "validate", slow)
+    val = tmp_path / "val"
+    val.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(val / f"v{i}.png")
+    out = tmp_path / "t"
+    assert run_train(_args(photos, out, pack[0], "--epochs", "1000", "--time-limit", "0.3",
+                           "--reserve", "0", "--calib-steps", "2", "--final-width", "4",
+                           "--val", str(val), "--val-limit", "1", "--val-every", "100000")) == 0
+    text = capsys.readouterr().out
+    assert "the last validation uses 1 like the others" in text
+    assert _state(out)["step"] > 0
