@@ -244,3 +244,12 @@ def test_bundled_default_model_colorizes_the_sample():
     assert out.shape[:2] == (img.height, img.width)
     chroma = np.abs(out - out.mean(axis=2, keepdims=True)).mean()
     assert chroma > 2.0                                     # not a gray copy of the input
+
+
+def test_fast_name_is_the_default_network_at_128():
+    from tint.core.weights import REGISTRY, named_size
+    r = tint.Runner("fast", device="cpu", backend="eager")
+    d = tint.Runner(device="cpu", backend="eager")
+    assert r.size == 128 and d.size == d.config.size == 256 and named_size("fast") == 128
+    assert r.weights_path == d.weights_path and REGISTRY["fast"].sha256 == REGISTRY["default"].sha256
+    assert tint.Runner("fast", device="cpu", backend="eager", size=192).size == 192

@@ -57,3 +57,14 @@ def test_bad_source(tmp_path, tiny_weights):
     (tmp_path / "junk.mp4").write_bytes(b"junk" * 50)
     with pytest.raises(TintError, match="cannot open|gives no frames"):
         camera_loop(runner, str(tmp_path / "junk.mp4"), headless=True)
+
+
+def test_cli_without_cuda_takes_the_fast_path(tmp_path, capsys):
+    """No --weights, no --size, no CUDA: the live path is the bundled `fast` name (the
+    default network at working size 128), and it says so."""
+    from tint.cli.main import main
+    src = tmp_path / "live.mp4"
+    make_film(src, frames=240, audio=None)
+    rc = main(["camera", "--source", str(src), "--headless", "--frames", "2", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "the fast path (--weights fast, working size 128)" in err

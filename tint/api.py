@@ -26,7 +26,7 @@ import torch
 from .core.errors import TintError
 from .core.pipeline import Pipeline, lightness, to_u8
 from .core.pixels import FLOAT_SLACK, check_pixels, check_saturation, check_size
-from .core.weights import load_weights, resolve
+from .core.weights import load_weights, named_size, resolve
 from .engine.backends import BACKENDS, choose
 from .engine.onnx import import_ort, weights_key
 
@@ -89,7 +89,7 @@ class Runner:
         self.weights_path = resolve(weights)
         self.model, self.meta = load_weights(self.weights_path, device=self.device)
         self.config = self.model.config
-        self.size = check_size(size, self.config.size)
+        self.size = check_size(size, named_size(weights) or self.config.size)
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "fp32"
         self.precision = precision
