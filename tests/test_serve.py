@@ -69,6 +69,7 @@ def test_health(client, runner):
     h = client.get("/api/health").json()
     assert h["status"] == "ok" and h["version"] == tint.__version__
     assert h["device"] == "cpu" and h["size"] == 64
+    assert h["live_size"] == 64                     # min(size, the fast path's 128) on a CPU
     assert h["model"]["backbone"] == "tiny-darknet" and h["model"] == runner.config.to_dict()
     assert h["limits"] == {"max_upload_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS, "concurrency": 1}
     assert h["busy"] == 0
@@ -342,3 +343,11 @@ def test_loadtest_reports_latency(url, tmp_path, capsys):
     import json
     rep = json.loads(capsys.readouterr().out)
     assert rep["ok"] == 6 and rep["failures"] == {} and rep["p50_ms"] <= rep["p99_ms"]
+
+
+def test_webcam_on_a_cpu_takes_the_fast_paths_size(tiny_weights):
+    import httpx
+    r = tint.load(tiny_weights, "cpu", size=256)
+    with BackgroundServer(create_app(r, Limits(MAX_BYTES, MAX_PIXELS, 1, queue=0))) as u:
+        h = httpx.get(u + "/api/health").json()
+    assert h["size"] == 256 and h["live_size"] == 128
