@@ -300,6 +300,26 @@ def score(out, ref, motion, per_frame=None) -> dict:
     return r
 
 
+def prepare_clip(clip: Clip, work: Path, out_opts: dict):
+    """The reference film of ``clip`` encoded like ``tint video``'s output, and the gray input
+    made from it: (ref planes+rgb, gray_path, motion, layout, ref_flicker, static_fraction,
+    ref_mean_chroma)."""
+    from flicker_eval import flows, static_flicker
+    from tint.core.color import rgb_to_lab
+    from tint.media.video.decode import open_input
+    ref_path, gray_path = work / f"{clip.name}_ref.mp4", work / f"{clip.name}_gray.mp4"
+    encode(clip.frames, ref_path, out_opts)
+    ref = decode(ref_path)
+    encode(ref[0], gray_path, {"crf": "18", "preset": "veryfast", "bf": "0"}, gray=True)
+    motion = flows(ref[3])
+    inp = open_input(gray_path)
+    layout = inp.layout("libx264")
+    inp.close()
+    ref_fl, static = static_flicker(*ref[:3])
+    lab = rgb_to_lab(torch.from_numpy(ref[3]).permute(0, 3, 1, 2).float() / 255)
+    return ref, gray_path, motion, layout, ref_fl, static, float(lab[:, 1:].square().sum(1).sqrt().mean())
+
+
 def run_variant(make, runner, layout, args, gray_path: Path, out_path: Path, ref, motion, ref_flicker: float,
                 ref_chroma: float) -> dict:
     """One variant on one clip: ``tint video`` on the gray input, the output decoded and scored."""
@@ -345,9 +365,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import tint
-    from flicker_eval import flows, static_flicker, warp_error
+    from flicker_eval import static_flicker, warp_error
     from tint.training.evaluate import colorfulness
-    from tint.media.video.decode import open_input
     from tint.media.video.encode import output_spec
     if not FILM.is_file():
         print(f"flicker_bench: {FILM}: no such file", file=sys.stderr)
@@ -378,20 +397,11 @@ def main(argv=None) -> int:
             "seconds": args.seconds, "clip_size": f"{W}x{H}", "variants": names}
     results = {}
     for clip in clips:
-        ref_path, gray_path = work / f"{clip.name}_ref.mp4", work / f"{clip.name}_gray.mp4"
-        encode(clip.frames, ref_path, out_opts)
-        ref = decode(ref_path)
-        encode(ref[0], gray_path, {"crf": "18", "preset": "veryfast", "bf": "0"}, gray=True)
-        motion = flows(ref[3])
-        inp = open_input(gray_path)
-        layout = inp.layout("libx264")
-        inp.close()
-        ref_fl, static = static_flicker(*ref[:3])
-        from tint.core.color import rgb_to_lab
-        lab = rgb_to_lab(torch.from_numpy(ref[3]).permute(0, 3, 1, 2).float() / 255)
+        ref, gray_path, motion, layout, ref_fl, static, ref_chroma = prepare_clip(clip, work, out_opts)
         row = {"frames": int(len(ref[0])), "static_fraction": static,
                "reference": {"flicker": ref_fl,
-                             "flicker_pre_encode": static_flicker(*source_planes(clip.frames), mask_y=ref[0])[0], "mean_chroma": float(lab[:, 1:].square().sum(1).sqrt().mean()),
+                             "flicker_pre_encode": static_flicker(*source_planes(clip.frames), mask_y=ref[0])[0],
+                             "mean_chroma": ref_chroma,
                              "warp_error_lai": warp_error(ref[3], motion)[0],
                              "colorfulness": float(np.mean([colorfulness(o) for o in ref[3]]))}}
         with CachedMotion():

@@ -49,9 +49,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import tint
-    from flicker_eval import flows, static_flicker
-    from tint.core.color import rgb_to_lab
-    from tint.media.video.decode import open_input
     from tint.media.video.encode import output_spec
     torch.manual_seed(0)
     runner = FB.CachedRunner(tint.load(None, device="cpu"), args.cache)
@@ -64,17 +61,7 @@ def main(argv=None) -> int:
     for cname in [c for c in args.clips.split(",") if c]:
         clip = (FB.bbb_clip(float(cname[4:]), 2.5) if cname.startswith("bbb@") else
                 next(FB.synthetic_clip(n, p, k, a, 2.5) for n, p, k, a in FB.SYNTHETIC if n == cname))
-        ref_path, gray_path = args.work / f"{cname}_ref.mp4", args.work / f"{cname}_gray.mp4"
-        FB.encode(clip.frames, ref_path, out_opts)
-        ref = FB.decode(ref_path)
-        FB.encode(ref[0], gray_path, {"crf": "18", "preset": "veryfast", "bf": "0"}, gray=True)
-        motion = flows(ref[3])
-        inp = open_input(gray_path)
-        layout = inp.layout("libx264")
-        inp.close()
-        ref_fl, _ = static_flicker(*ref[:3])
-        lab = rgb_to_lab(torch.from_numpy(ref[3]).permute(0, 3, 1, 2).float() / 255)
-        ref_chroma = float(lab[:, 1:].square().sum(1).sqrt().mean())
+        ref, gray_path, motion, layout, ref_fl, _, ref_chroma = FB.prepare_clip(clip, args.work, out_opts)
         row = {}
         with FB.CachedMotion():
             for s in sats:
