@@ -33,11 +33,12 @@ def run_camera(args) -> int:
         raise TintError(f"{output.parent}: output folder does not exist")
     if args.weights is None and args.size is None:
         from ..api import pick_device
+        from ..core.weights import LIVE, named_size
         if pick_device(args.device).type != "cuda":
             # Live on a CPU: the quality model at 256 gives ~4.5 frames/s on 2 cores; the
             # same network at 128 keeps up (docs/CPU.md).  Photos keep the quality model.
-            args.weights = "fast"
-            print("tint camera: no CUDA: the fast path (--weights fast, working size 128); "
+            args.weights = LIVE
+            print(f"tint camera: no CUDA: the fast path (--weights {LIVE}, working size {named_size(LIVE)}); "
                   "--weights default for the quality model", file=sys.stderr)
     runner = load_runner(args)
     stats = camera_loop(runner, args.source, output=output, headless=headless, frames=args.frames,

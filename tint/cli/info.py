@@ -20,7 +20,7 @@ def run_info(args) -> int:
     from ..api import pick_device
     from ..core.model import Colorizer
     from ..core.pixels import check_size
-    from ..core.weights import named_size, read_header, resolve
+    from ..core.weights import LIVE, named_size, read_header, resolve
 
     rows = [("tint", __version__), ("python", platform.python_version()), ("torch", torch.__version__)]
     try:
@@ -50,8 +50,8 @@ def run_info(args) -> int:
                  ("working size", str(check_size(args.size, named_size(args.weights) or config.size))),
                  _backend_row(device, path, args.backend)]
         if args.weights is None and device.type != "cuda":
-            rows.append(("commands", "image, video, serve, eval: this model; camera: --weights fast "
-                                     f"(working size {named_size('fast')}), the live path without CUDA"))
+            rows.append(("commands", f"image, video, serve, eval: this model; camera: --weights {LIVE} "
+                                     f"(working size {named_size(LIVE)}), the live path without CUDA"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from ..core.errors import TintError
-from ..core.weights import named_size
+from ..core.weights import LIVE, named_size
 from ..core.pixels import MAX_SATURATION, MAX_SIZE, MIN_SATURATION, MIN_SIZE, check_saturation, check_size
 
 
@@ -465,7 +465,7 @@ def create_app(runner, limits: Limits = Limits(), *, bind_host: str = "127.0.0.1
             "size": runner.size,
             # The page's webcam asks for this size: live frames on a CPU take the fast path
             # (the network at 128, as `tint camera` does), photos keep the model's size.
-            "live_size": runner.size if runner.device.type == "cuda" else min(runner.size, named_size("fast") or runner.size),
+            "live_size": runner.size if runner.device.type == "cuda" else min(runner.size, named_size(LIVE) or runner.size),
             "sizes": {"min": MIN_SIZE, "max": MAX_SIZE, "multiple": runner.model.multiple},
             "formats": ["png", "jpeg"],
             "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
