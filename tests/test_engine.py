@@ -235,6 +235,20 @@ def test_gpu_engine_large_batch_chunks():
 
 
 @gpu
+def test_gpu_engine_captures_again_after_clear():
+    """tint bench clears an input's graphs before the next: capturing into the emptied pool
+    crashed the caching allocator (torch 2.11, H200, 2026-12-02)."""
+    m = make("tiny-darknet", "bins").cuda()
+    eng = prepare(m, precision="fp16")
+    L = torch.rand(2, 1, 32, 32, device="cuda") * 100
+    first = eng(L)
+    eng.clear()
+    assert eng.describe()["graphs_cached"] == []
+    assert torch.equal(eng(L), first)
+    assert eng(torch.rand(1, 1, 64, 48, device="cuda")).shape == (1, 2, 64, 48)
+
+
+@gpu
 def test_gpu_runner_uses_engine(tiny_weights):
     import tint
     r = tint.api.Runner(tiny_weights, device="cuda", size=64)

@@ -95,9 +95,12 @@ class Engine:
                 "graphs_cached": [list(k) for k in self._cache]}
 
     def clear(self) -> None:
-        """Drop every captured graph (their memory returns to the pool)."""
+        """Drop every captured graph and their memory pool."""
         with self._lock:
             self._cache.clear()
+            # Once its last graph is gone the pool is being freed: capturing into the same
+            # handle again trips the caching allocator's "use_count > 0" assert (torch 2.11).
+            self._pool = None
 
     def graph(self, Bb: int, h: int, w: int) -> _Graph:
         """The graph for batch bucket Bb at h x w, captured on first use: ``.inp`` (Bb, 1, h, w)

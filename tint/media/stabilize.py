@@ -80,8 +80,13 @@ def _grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> tuple[tor
     (align_corners=True).  Cached: the flow warps the same shape a few dozen times a batch."""
     ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=dtype),
                             torch.arange(w, device=device, dtype=dtype), indexing="ij")
-    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=device, dtype=dtype)
-    return torch.stack((xs, ys), -1), scale
+    return torch.stack((xs, ys), -1), _pair(2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1), device, dtype)
+
+
+def _pair(x: float, y: float, device, dtype=torch.float32) -> torch.Tensor:
+    """(2,) tensor (x, y) made on ``device`` by fills: ``torch.tensor`` would copy it from the
+    host, which synchronizes the GPU."""
+    return torch.stack((torch.full((), x, device=device, dtype=dtype), torch.full((), y, device=device, dtype=dtype)))
 
 
 def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -94,8 +99,8 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
     """3 x 3 binomial smoothing, edges replicated: x (N, 1, h, w)."""
-    k = torch.tensor([1.0, 2.0, 1.0], device=x.device, dtype=x.dtype) / 4
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), (k[:, None] * k[None, :])[None, None])
+    # [1, 2, 1] / 4 is two 2-tap means: no kernel tensor to copy to the GPU (a host sync).
+    return F.avg_pool2d(F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 2, 1), 2, 1)
 
 
 def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +138,7 @@ def flow(cur: torch.Tensor, prev: torch.Tensor, iters: int = LK_ITERS, radius: i
         if f is None:
             f = a.new_zeros(N, 2, h, w)
         else:
-            scale = torch.tensor([w / f.shape[-1], h / f.shape[-2]], device=a.device).view(1, 2, 1, 1)
+            scale = _pair(w / f.shape[-1], h / f.shape[-2], a.device).view(1, 2, 1, 1)
             f = F.interpolate(f, size=(h, w), mode="bilinear", align_corners=False) * scale
         gx, gy = _grad(a)
         sxx, sxy, syy = _box(gx * gx, radius) + reg, _box(gx * gy, radius), _box(gy * gy, radius) + reg
