@@ -62,8 +62,8 @@ def split_channels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 class Runner:
     """A model loaded once on a device, ready to colorize any number of images.
 
-    ``backend``: "auto" (the engine on CUDA, ONNX Runtime on a CPU when installed, else
-    eager), "engine" (CUDA only), "eager" or "onnx" (CPU only); ``backend`` and
+    ``backend``: "auto" (the engine on CUDA, else eager PyTorch), "engine" (CUDA only),
+    "eager" or "onnx" (ONNX Runtime, CPU only); ``backend`` and
     ``backend_reason`` say which runs and why (``tint.engine.backends``).
     Thread-safe: calls from several threads are serialized around the network.
     """

@@ -60,8 +60,8 @@ def run_info(args) -> int:
 
 def _backend_row(device, path, backend: str = "auto") -> tuple[str, str]:
     """The runtime every command runs this model with on this device, and why: the real
-    choice (``tint.engine.backends.choose``, through a Runner: on a CPU the in-memory ONNX
-    export is made and checked, a few seconds; on CUDA the engine is built)."""
+    choice (``tint.engine.backends.choose``, through a Runner: with --backend onnx the
+    in-memory ONNX export is made and checked, a few seconds; on CUDA the engine is built)."""
     from ..api import Runner
     r = Runner(path, device=device, backend=backend)
     return "backend", f"{r.backend}: {r.backend_reason}"

@@ -40,8 +40,8 @@ def add_model_options(p: argparse.ArgumentParser, *, weights: bool = True, size:
                             "(default: the model's, 256)")
     if backend:
         g.add_argument("--backend", choices=BACKENDS, default="auto",
-                       help="what runs the network: auto (default: the engine on CUDA, ONNX Runtime "
-                            "on a CPU when installed, else eager PyTorch) or one of them by name")
+                       help="what runs the network: auto (default: the engine on CUDA, eager PyTorch "
+                            "on a CPU, faster there than ONNX Runtime) or one of them by name")
     return g
 
 

@@ -4,8 +4,8 @@
     engine  tint.engine on CUDA: folded BN, fused Triton kernels, CUDA graphs (``graphs.prepare``)
     onnx    ONNX Runtime on the CPU, fp32 (``onnx``)
     eager   the PyTorch model as it is (fp32, or autocast for fp16/bf16)
-    auto    CUDA: the engine.  CPU: onnx when onnxruntime is installed and the export
-            checks out, else eager.  Other devices: eager.
+    auto    CUDA: the engine.  CPU and other devices: eager (on an idle CPU faster than
+            ONNX Runtime, docs/CPU.md).
 
 Nothing falls back quietly: a backend asked for by name that cannot run here is a
 TintError; under auto, a CUDA engine that fails to build is a RuntimeWarning and the reason

@@ -14,14 +14,13 @@ is checked on a second, different shape and batch before it is used (``check``),
 tests/test_onnx_runtime.py compares it with the float32 PyTorch model on odd sizes and
 real photos.  So there is no per-shape session cache.
 
-The PyTorch model stays the reference and the fallback.  Nothing here downloads anything.
+The PyTorch model stays the reference.  Nothing here downloads anything.
 On a CPU (``cpu_network``, called by ``tint.engine.backends.choose``):
 
     eager   the PyTorch model (fp32, or autocast for --precision fp16/bf16)
     onnx    this module; CPU and fp32 only; a TintError if onnxruntime is missing
-    auto    onnx when onnxruntime is installed and the weights export cleanly, else eager,
-            with the reason stated (``Runner.backend_reason``, ``tint info``); an export
-            that fails or disagrees with PyTorch also warns.
+    auto    eager: on an idle CPU it is faster than ONNX Runtime (docs/CPU.md), so ONNX
+            Runtime runs only when asked for by name.
 """
 from __future__ import annotations
 
@@ -174,27 +173,24 @@ def cpu_network(model, backend: str, precision: str, key=None):
     """(network or None for eager PyTorch, backend name, why) on a CPU."""
     if backend == "eager":
         return None, "eager", "asked for (--backend eager)"
+    if backend == "auto":
+        # Measured on an idle 2-core machine (docs/CPU.md): eager PyTorch 0.72-0.88x the
+        # time of ONNX Runtime per photo; ONNX Runtime won only under a load of 6-8.
+        how = "" if precision == "fp32" else f", {precision} autocast"
+        return None, "eager", (f"auto on a CPU: eager PyTorch{how} (faster than ONNX Runtime on an idle "
+                               "machine, docs/CPU.md; --backend onnx runs ONNX Runtime)")
     if precision != "fp32":
-        if backend == "onnx":
-            raise TintError(f"the onnx backend runs fp32 only, not --precision {precision}")
-        return None, "eager", f"--precision {precision} runs in eager PyTorch (onnx is fp32 only)"
-    if backend == "auto" and ort_version() is None:
-        return None, "eager", f"onnxruntime is not installed ({INSTALL_HINT} for the faster CPU runtime)"
-    import_ort()                          # backend == "onnx": a TintError naming the extra
+        raise TintError(f"the onnx backend runs fp32 only, not --precision {precision}")
+    import_ort()                          # a TintError naming the extra
     try:
         net = OnnxNetwork.from_model(model, key=key)
         diff = check(net, model)
+    except TintError:
+        raise
     except Exception as e:
-        if backend == "onnx":
-            if isinstance(e, TintError):
-                raise
-            raise TintError(f"these weights do not export to ONNX ({type(e).__name__}: {e})") from e
-        why = f"ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        warnings.warn(f"tint: running eager PyTorch on the CPU: {why}", RuntimeWarning, stacklevel=3)
-        return None, "eager", why
-    how = "asked for (--backend onnx)" if backend == "onnx" else "auto on a CPU: onnxruntime installed"
-    return net, "onnx", (f"{how}; the export matches PyTorch (max |ab| diff {diff:.1e} on a probe); "
-                         f"{net.describe()}")
+        raise TintError(f"these weights do not export to ONNX ({type(e).__name__}: {e})") from e
+    return net, "onnx", (f"asked for (--backend onnx); the export matches PyTorch (max |ab| diff "
+                         f"{diff:.1e} on a probe); {net.describe()}")
 
 
 def main(argv=None) -> int:
