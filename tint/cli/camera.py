@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..core.errors import TintError
 from ..media.camera import camera_loop
-from .options import add_colour_options, add_model_options, add_output_options, load_runner
+from .options import add_colour_options, add_model_options, add_output_options, default_to_live, load_runner
 
 
 def add_camera_arguments(p) -> None:
@@ -31,15 +31,7 @@ def run_camera(args) -> int:
     output = Path(args.output) if args.output else None
     if output is not None and not output.parent.is_dir():
         raise TintError(f"{output.parent}: output folder does not exist")
-    if args.weights is None and args.size is None:
-        from ..api import pick_device
-        from ..core.weights import LIVE, named_size
-        if pick_device(args.device).type != "cuda":
-            # Live on a CPU: the quality model at 256 gives ~4.5 frames/s on 2 cores; the
-            # same network at 128 keeps up (docs/CPU.md).  Photos keep the quality model.
-            args.weights = LIVE
-            print(f"tint camera: no CUDA: the fast path (--weights {LIVE}, working size {named_size(LIVE)}); "
-                  "--weights default for the quality model", file=sys.stderr)
+    default_to_live(args, "camera")
     runner = load_runner(args)
     stats = camera_loop(runner, args.source, output=output, headless=headless, frames=args.frames,
                         size=args.size, stabilize=args.stabilize)

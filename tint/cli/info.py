@@ -50,8 +50,9 @@ def run_info(args) -> int:
                  ("working size", str(check_size(args.size, named_size(args.weights) or config.size))),
                  _backend_row(device, path, args.backend)]
         if args.weights is None and device.type != "cuda":
-            rows.append(("commands", f"image, video, serve, eval: this model; camera: --weights {LIVE} "
-                                     f"(working size {named_size(LIVE)}), the live path without CUDA"))
+            rows.append(("commands", f"image, serve, eval: this model; camera, video and the web page's "
+                                     f"webcam: --weights {LIVE} (working size {named_size(LIVE)}), the live "
+                                     "path without CUDA"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")

@@ -11,7 +11,7 @@ from ..core.errors import TintError
 from ..media.video.formats import CONTAINERS, VIDEO_SUFFIXES, X264_PRESETS, import_av
 from ..media.video.pipeline import colorize_video
 from ..media.video.resume import SEGMENT_SECONDS
-from .options import add_colour_options, add_model_options, add_output_options, load_runner
+from .options import add_colour_options, add_model_options, add_output_options, default_to_live, load_runner
 
 
 def add_video_arguments(p) -> None:
@@ -77,6 +77,7 @@ def run_video(args) -> int:
     jobs = plan_jobs(src, dst, rank, world)
     if not jobs:
         return 0
+    default_to_live(args, "video", device)
     runner = load_runner(args, device)
     batch = args.batch or (8 if runner.device.type == "cuda" else 4)
     failed = 0
