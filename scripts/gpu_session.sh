@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# One driver for sessions on a lent GPU machine reached by size-limited calls (64 MiB in, 10
+# minutes, 8 files out); the staging recipe is in docs/TRAINING.md ("On the lent GPU").
+# Copy it to .stage/run.sh (gitignored) and carry .stage (and .whl for PyAV) in every call:
+#
+#   .stage/run.sh stage               unpack .stage/payload/: s.NN pieces of the chunk stream,
+#                                     *.tar eval folders (dev, dev-people, tune, tiny-darknet,
+#                                     video) into /tmp/tint/eval, *.pt.N checkpoint pieces
+#   .stage/run.sh verify1             GPU tests, bench_video 1080p/4K ultrafast, tint info
+#   .stage/run.sh verify2             tint bench at 512 (random vgg16) and for the bundled model
+#   ARMS="name|train args;..." [TESTS=1] .stage/run.sh train MIN BUDGET
+#                                     build the pack once, train every arm side by side with
+#                                     --time-limit MIN --budget BUDGET --resume; last.pt in
+#                                     15 MB pieces, final weights and logs.tgz to $OUT
+#   .stage/run.sh evalj NAME=FILE ... tint eval's protocol on the GPU (eager, cuDNN off,
+#                                     no SSIM) over $SPLITS; $OUT/evalj.json
+#
+# /tmp/tint survives between calls only while the machine stays warm (30 s after a call).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+T=/tmp/tint; mkdir -p $T/stream $T/resume $T/runs $T/eval
+OUT=${OUT:-/tmp/tint-out}; mkdir -p "$OUT"
+[[ -d .whl ]] && ls .whl/*.whl >/dev/null 2>&1 && { pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl > /dev/null 2>&1 || echo "av install failed"; }
+export PYTHONPATH="$PWD:/tmp/site" PYTHONUNBUFFERED=1 TINT_JUDGE=$T/eval/tiny-darknet
+X="--exclude splits/dev-people.txt --exclude splits/tune.txt"
+git rev-parse --short HEAD > $T/runs/commit.txt 2>/dev/null; git status --short >> $T/runs/commit.txt
+mode=${1:?mode}; shift
+
+stage() {   # payload: *.tar (eval data, extracted into $T/eval), s.NN stream pieces, *.safetensors, *.pt.NN
+  shopt -s nullglob
+  for f in .stage/payload/*; do
+    b=$(basename "$f")
+    case "$b" in
+      s.[0-9]*) cp "$f" $T/stream/ ;;
+      *.tar) tar -xf "$f" -C $T/eval ;;
+      *.safetensors) cp "$f" $T/ ;;
+      *.pt.[0-9]*) cp "$f" $T/resume/ ;;
+    esac
+  done
+  echo "stream: $(ls $T/stream | tr '\n' ' ')  eval: $(ls $T/eval | tr '\n' ' ')  resume: $(ls $T/resume | tr '\n' ' ')"
+}
+stage
+
+case $mode in
+stage) ;;
+verify1)
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu --format=csv,noheader
+  python3 -c "import av; print('av', av.__version__)"
+  t0=$SECONDS
+  timeout -k 5 ${TEST_CAP:-260} python3 -m pytest -m gpu -q -p no:cacheprovider -rfE --durations=8 \
+     -o faulthandler_timeout=90 tests > "$OUT/pytest_gpu.log" 2>&1
+  echo "== gpu tests rc=$? ($((SECONDS - t0)) s): $(tail -n 1 "$OUT/pytest_gpu.log")"
+  grep -E "^(FAILED|ERROR)" "$OUT/pytest_gpu.log" | cut -c1-300 | head -20
+  grep -A9 "slowest" "$OUT/pytest_gpu.log" | cut -c1-120
+  t0=$SECONDS
+  timeout -k 5 ${VIDEO_CAP:-200} python3 scripts/bench_video.py --device cuda --weights tint/weights/tint-default.safetensors \
+     --video $T/eval/video/big_buck_bunny_640x360_60s.mp4 --sizes 1080p,4k --presets ultrafast \
+     --json "$OUT/bench_video.json" > "$OUT/bench_video.txt" 2>&1
+  echo "== bench_video rc=$? ($((SECONDS - t0)) s)"; sed -n '/^| clip/,$p' "$OUT/bench_video.txt"; tail -n 3 "$OUT/bench_video.txt"
+  python3 -m tint info --device cuda > "$OUT/info.txt" 2>&1; echo "== info rc=$?"; head -30 "$OUT/info.txt"
+  ;;
+verify2)
+  t0=$SECONDS
+  timeout -k 5 150 python3 -m tint bench --device cuda --inputs 512 --compile none --json "$OUT/bench_vgg16.json" > "$OUT/bench_vgg16.txt" 2>&1
+  echo "== bench vgg16 rc=$? ($((SECONDS - t0)) s)"; cat "$OUT/bench_vgg16.txt" | tail -20
+  t0=$SECONDS
+  timeout -k 5 ${BENCH_CAP:-240} python3 -m tint bench --device cuda --weights tint/weights/tint-default.safetensors \
+     --compile ${COMPILE:-none} --json "$OUT/bench_default.json" > "$OUT/bench_default.txt" 2>&1
+  echo "== bench default rc=$? ($((SECONDS - t0)) s)"; cat "$OUT/bench_default.txt" | tail -25
+  ;;
+pack)
+  t0=$SECONDS
+  if [[ ! -f $T/pack.npy ]]; then
+    mkdir -p $T/chunks; cat $T/stream/s.* | tar -x -i -C $T/chunks
+    python3 -m tint.training.data $T/chunks/chunk -o $T/pack.npy --pack-size 176 $X --workers 16 2>&1 | tail -3
+  fi
+  echo "== pack ($((SECONDS - t0)) s) $(ls $T/chunks | wc -l) chunks"
+  ;;
+train)   # train MIN BUDGET ; ARMS="name|args;name|args"
+  MIN=${1:?min}; BUDGET=${2:?budget}
+  t0=$SECONDS
+  if [[ ! -f $T/pack.npy ]]; then
+    mkdir -p $T/chunks; cat $T/stream/s.* | tar -x -i -C $T/chunks
+    python3 -m tint.training.data $T/chunks/chunk -o $T/pack.npy --pack-size 176 $X --workers 16 2>&1 | tail -3
+  fi
+  echo "== pack ready ($((SECONDS - t0)) s)"
+  IFS=';' read -ra arms <<< "$ARMS"
+  pids=()
+  for arm in "${arms[@]}"; do
+    name=${arm%%|*}; args=${arm#*|}
+    R=$T/runs/$name; mkdir -p $R
+    if [[ ! -f $R/last.pt ]] && compgen -G "$T/resume/$name-last.pt.*" >/dev/null; then cat $T/resume/$name-last.pt.* > $R/last.pt; echo "restored $name"; fi
+    # shellcheck disable=SC2086
+    python3 -m tint train $T/chunks/chunk $X --pack $T/pack.npy --pack-size 176 -o $R $args \
+       --time-limit $MIN --budget $BUDGET --save-every 500 --resume --no-bar --log-every 200 > $R/stdout.txt 2>&1 &
+    pids+=($!)
+  done
+  if [[ -n ${TESTS:-} ]]; then   # the GPU tests beside training, three processes (Triton compiles are CPU-bound)
+    sleep 45
+    timeout -k 5 420 python3 -m pytest -m gpu -v -p no:cacheprovider -rfE --durations=6 tests/test_engine.py tests/test_stabilize.py tests/test_video.py tests/test_camera.py tests/test_plan.py > $T/runs/gpu_t1.log 2>&1 &
+    timeout -k 5 420 python3 -m pytest -m gpu -v -p no:cacheprovider -rfE --durations=6 tests/test_kernels.py -k "head_out or max_pool" > $T/runs/gpu_t2.log 2>&1 &
+    timeout -k 5 420 python3 -m pytest -m gpu -v -p no:cacheprovider -rfE --durations=6 tests/test_kernels.py -k "not (head_out or max_pool)" > $T/runs/gpu_t3.log 2>&1 &
+  fi
+  for p in "${pids[@]}"; do wait $p; echo "rc=$?"; done
+  wait
+  for f in $T/runs/gpu_t*.log; do [[ -f $f ]] && echo "== $f: $(tail -n 1 $f)" && grep -E "^(FAILED|ERROR)" $f | cut -c1-250 | head; done
+  for arm in "${arms[@]}"; do
+    name=${arm%%|*}; R=$T/runs/$name
+    echo "== $name"; tail -n 4 $R/stdout.txt
+    [[ -f $R/last.pt ]] && (cd $OUT && split -b 15M -d -a 1 $R/last.pt $name-last.pt.)
+    [[ -f $R/final.safetensors ]] && cp $R/final.safetensors $OUT/$name-final.safetensors
+  done
+  tar -czf $OUT/logs.tgz --exclude='*.pt' --exclude='*.safetensors' --exclude='*.npy' -C $T/runs .
+  ls -la $OUT
+  ;;
+evalj)   # evalj NAME=FILE ... ; SPLITS="dev dev-people"
+  python3 - "$@" <<'PY'
+import json, os, sys, torch
+torch.backends.cudnn.enabled = False
+from tint.training.evaluate import EvalConfig, evaluate_weights
+T = "/tmp/tint"; out = {}
+for arg in sys.argv[1:]:
+    name, w = arg.split("=", 1)
+    for split in os.environ.get("SPLITS", "dev dev-people").split():
+        r = evaluate_weights(EvalConfig(folder=f"{T}/eval/{split}", weights=w, device="cuda", backend="eager", ssim=False),
+                             log=lambda s: print(name, split, s))
+        out[f"{name}/{split}"] = r
+json.dump(out, open(os.environ.get("OUT", "/tmp") + "/evalj.json", "w"), indent=1, default=str)
+PY
+  ;;
+*) "$@" ;;
+esac
