@@ -99,8 +99,11 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
     """3 x 3 binomial smoothing, edges replicated: x (N, 1, h, w)."""
-    # [1, 2, 1] / 4 is two 2-tap means: no kernel tensor to copy to the GPU (a host sync).
-    return F.avg_pool2d(F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 2, 1), 2, 1)
+    # The kernel made by fills on x's device: torch.tensor would copy it from the host, which
+    # synchronizes the GPU.  (Two 2-tap means are the same blur but 3x slower on a CPU.)
+    k = torch.full((3,), 0.25, device=x.device, dtype=x.dtype)
+    k[1:2].fill_(0.5)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), (k[:, None] * k[None, :])[None, None])
 
 
 def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
