@@ -174,7 +174,7 @@ def test_bench_cpu_smoke(tmp_path, capsys):
                  "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert {(r["model"], r["input"]) for r in res["rows"]} == {
-        (m, i) for m in ("default", "2026-11-22") for i in ("32", "48x32")}
+        (m, i) for m in ("default", "fast") for i in ("32", "48x32")}
     for r in res["rows"]:
         assert r["eager"]["path"]["median_ms"] > 0 and r["onnx"]["network"]["median_ms"] > 0
         assert r["ratio_path"] > 0 and r["threads"]["onnx"] == r["threads"]["torch"]

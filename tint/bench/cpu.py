@@ -1,7 +1,8 @@
-"""``tint bench --device cpu``: eager fp32 PyTorch vs ONNX Runtime, both bundled models.
+"""``tint bench --device cpu``: eager fp32 PyTorch vs ONNX Runtime, the default and the live path.
 
-For each model (``default`` and ``2026-11-22``, or --weights) and input (256x256, 320x240,
-1080p; working size --size, default the model's 256, for every input), two latencies:
+For each model (``default`` and the live path ``fast``, the default network at working size
+128, or --weights) and input (256x256, 320x240, 1080p; working size --size, default the
+name's or model's own, for every input), two latencies:
 
     path      Runner.colorize_array on a uint8 gray frame: lightness, resize, network,
               chroma upsample + Lab join at full resolution -> uint8 RGB (what a user runs)
@@ -24,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.weights import DEFAULT, LIVE
+
 CPU_INPUTS = "256,320x240,1080p"
-CPU_MODELS = ("default", "2026-11-22")
+CPU_MODELS = (DEFAULT, LIVE)          # the quality model and the live path
 BACKENDS = ("eager", "onnx")
 
 

@@ -1,7 +1,7 @@
 """``tint bench``: one network, one set of weights, four ways of running it, one table.
 
 On a CPU (``--device cpu``, or no CUDA) it is tint.bench.cpu instead: eager fp32 vs
-ONNX Runtime for both bundled models.  On a GPU:
+ONNX Runtime for the default model and the live path.  On a GPU:
 
     eager-fp32      the model as a user would port it: fp32, NCHW, PyTorch ops
     eager-fp16      the same in fp16 channels_last
