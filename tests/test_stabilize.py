@@ -3,6 +3,7 @@ running mean (camera) and the two-sided one (files), on synthetic sequences."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tint.media.stabilize import (ChromaSmoother, ChromaStabilizer, CodeHold, flow, flow_confidence,
                                   histogram_distance, restore_chroma, stillness, warp, with_length)
@@ -416,3 +417,13 @@ def test_filters_on_the_gpu_match_the_cpu_and_never_sync():
     torch.testing.assert_close(got, ref, rtol=1e-3, atol=2e-2)
     torch.testing.assert_close(causal.cpu(), causal_ref, rtol=1e-3, atol=2e-2)
     assert (held == 128).all()
+
+
+@pytest.mark.parametrize("shape,r", [((2, 3, 128, 176), 3), ((1, 1, 5, 4), 3), ((3, 2, 31, 17), 2), ((1, 1, 1, 1), 1)])
+def test_box_matches_avg_pool_reference(shape, r):
+    """The integral-image window mean against avg_pool2d (count_include_pad=False), on
+    values of the flow's scale (products of grey-level gradients, offset from zero)."""
+    from tint.media.stabilize import _box
+    x = (torch.rand(shape, generator=torch.Generator().manual_seed(0)) - 0.3) * 65000
+    ref = F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+    assert (_box(x, r) - ref).abs().max() <= 2e-6 * ref.abs().max()
