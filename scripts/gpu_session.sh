@@ -41,17 +41,32 @@ stage() {   # payload: *.tar (eval data, extracted into $T/eval), s.NN stream pi
 }
 stage
 
+# pytest -m gpu in three processes (Triton's compiles are CPU-bound: one process over all
+# files took more than 260 s on 2026-12-02), logs in $T/runs; the caller waits.
+gpu_tests() {
+  local P="python3 -m pytest -m gpu -v -p no:cacheprovider -rfE --durations=6 -o faulthandler_timeout=90"
+  timeout -k 5 420 $P tests/test_engine.py tests/test_stabilize.py tests/test_video.py tests/test_camera.py tests/test_plan.py > $T/runs/gpu_t1.log 2>&1 &
+  timeout -k 5 420 $P tests/test_kernels.py -k "head_out or max_pool" > $T/runs/gpu_t2.log 2>&1 &
+  timeout -k 5 420 $P tests/test_kernels.py -k "not (head_out or max_pool)" > $T/runs/gpu_t3.log 2>&1 &
+}
+test_summary() {
+  for f in $T/runs/gpu_t*.log; do [[ -f $f ]] && echo "== $f: $(tail -n 1 $f)" && grep -E "^(FAILED|ERROR)" $f | cut -c1-250 | head; done
+}
+# The training pack, built once per warm machine from the staged stream.
+build_pack() {
+  if [[ ! -f $T/pack.npy ]]; then
+    mkdir -p $T/chunks; cat $T/stream/s.* | tar -x -i -C $T/chunks
+    python3 -m tint.training.data $T/chunks/chunk -o $T/pack.npy --pack-size 176 $X --workers 16 2>&1 | tail -3
+  fi
+}
+
 case $mode in
 stage) ;;
 verify1)
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu --format=csv,noheader
   python3 -c "import av; print('av', av.__version__)"
-  t0=$SECONDS
-  timeout -k 5 ${TEST_CAP:-260} python3 -m pytest -m gpu -q -p no:cacheprovider -rfE --durations=8 \
-     -o faulthandler_timeout=90 tests > "$OUT/pytest_gpu.log" 2>&1
-  echo "== gpu tests rc=$? ($((SECONDS - t0)) s): $(tail -n 1 "$OUT/pytest_gpu.log")"
-  grep -E "^(FAILED|ERROR)" "$OUT/pytest_gpu.log" | cut -c1-300 | head -20
-  grep -A9 "slowest" "$OUT/pytest_gpu.log" | cut -c1-120
+  t0=$SECONDS; gpu_tests; wait; test_summary; echo "== gpu tests ($((SECONDS - t0)) s)"
+  tar -czf "$OUT/gpu_tests.tgz" -C $T/runs gpu_t1.log gpu_t2.log gpu_t3.log
   t0=$SECONDS
   timeout -k 5 ${VIDEO_CAP:-200} python3 scripts/bench_video.py --device cuda --weights tint/weights/tint-default.safetensors \
      --video $T/eval/video/big_buck_bunny_640x360_60s.mp4 --sizes 1080p,4k --presets ultrafast \
@@ -70,19 +85,13 @@ verify2)
   ;;
 pack)
   t0=$SECONDS
-  if [[ ! -f $T/pack.npy ]]; then
-    mkdir -p $T/chunks; cat $T/stream/s.* | tar -x -i -C $T/chunks
-    python3 -m tint.training.data $T/chunks/chunk -o $T/pack.npy --pack-size 176 $X --workers 16 2>&1 | tail -3
-  fi
+  build_pack
   echo "== pack ($((SECONDS - t0)) s) $(ls $T/chunks | wc -l) chunks"
   ;;
 train)   # train MIN BUDGET ; ARMS="name|args;name|args"
   MIN=${1:?min}; BUDGET=${2:?budget}
   t0=$SECONDS
-  if [[ ! -f $T/pack.npy ]]; then
-    mkdir -p $T/chunks; cat $T/stream/s.* | tar -x -i -C $T/chunks
-    python3 -m tint.training.data $T/chunks/chunk -o $T/pack.npy --pack-size 176 $X --workers 16 2>&1 | tail -3
-  fi
+  build_pack
   echo "== pack ready ($((SECONDS - t0)) s)"
   IFS=';' read -ra arms <<< "$ARMS"
   pids=()
@@ -95,15 +104,10 @@ train)   # train MIN BUDGET ; ARMS="name|args;name|args"
        --time-limit $MIN --budget $BUDGET --save-every 500 --resume --no-bar --log-every 200 > $R/stdout.txt 2>&1 &
     pids+=($!)
   done
-  if [[ -n ${TESTS:-} ]]; then   # the GPU tests beside training, three processes (Triton compiles are CPU-bound)
-    sleep 45
-    timeout -k 5 420 python3 -m pytest -m gpu -v -p no:cacheprovider -rfE --durations=6 tests/test_engine.py tests/test_stabilize.py tests/test_video.py tests/test_camera.py tests/test_plan.py > $T/runs/gpu_t1.log 2>&1 &
-    timeout -k 5 420 python3 -m pytest -m gpu -v -p no:cacheprovider -rfE --durations=6 tests/test_kernels.py -k "head_out or max_pool" > $T/runs/gpu_t2.log 2>&1 &
-    timeout -k 5 420 python3 -m pytest -m gpu -v -p no:cacheprovider -rfE --durations=6 tests/test_kernels.py -k "not (head_out or max_pool)" > $T/runs/gpu_t3.log 2>&1 &
-  fi
+  [[ -n ${TESTS:-} ]] && { sleep 45; gpu_tests; }      # beside training
   for p in "${pids[@]}"; do wait $p; echo "rc=$?"; done
   wait
-  for f in $T/runs/gpu_t*.log; do [[ -f $f ]] && echo "== $f: $(tail -n 1 $f)" && grep -E "^(FAILED|ERROR)" $f | cut -c1-250 | head; done
+  [[ -n ${TESTS:-} ]] && test_summary
   for arm in "${arms[@]}"; do
     name=${arm%%|*}; R=$T/runs/$name
     echo "== $name"; tail -n 4 $R/stdout.txt

@@ -17,9 +17,8 @@ model's head is ``--head``.  The working size is resolved and validated by
 """
 from __future__ import annotations
 
-import sys
-
 import argparse
+import sys
 
 from ..api import BACKENDS
 from ..core.model import BACKBONES, ColorizerConfig

@@ -60,7 +60,7 @@ REGISTRY: dict[str, NamedWeights] = {
                     "7,435 photos; dev: PSNR 22.01 dB (gray 21.65), colorfulness 38.9 (truth 41.3), FID 109.3"),
 }
 DEFAULT = "default"
-LIVE = "fast"            # what live video (camera, the web page's webcam) runs without CUDA
+LIVE = "fast"            # what camera, video and the web page's webcam run without CUDA
 
 
 def save_weights(model: Colorizer, path, *, dtype=torch.float16, meta: dict | None = None) -> Path:
