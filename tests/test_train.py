@@ -324,8 +324,26 @@ def test_init_loads_all_when_config_matches(tiny_weights):
     ref, _ = load_weights(tiny_weights)
     assert torch.equal(model.head.out.weight, ref.head.out.weight)
     fresh = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="ab", final_width=3))
-    assert load_init(fresh, tiny_weights, log=lambda *a: None) == "encoder"
+    said = []
+    assert load_init(fresh, tiny_weights, log=said.append) == "encoder"
     assert torch.equal(fresh.encoder.conv1.weight, ref.encoder.conv1.weight)
+    assert "final_width 8 (this run: 3)" in said[0] and "output bins (this run: ab)" in said[0]
+
+
+def test_init_from_a_tuned_file_loads_all(tiny_weights, tmp_path):
+    """A file whose readout was tuned afterwards (temperature, chroma gain) is the same
+    network: --init must resume all of it, not only the encoder."""
+    import dataclasses
+    from tint.core.model import Colorizer, ColorizerConfig
+    from tint.core.weights import load_weights, save_weights
+    from tint.training.train import load_init
+    ref, meta = load_weights(tiny_weights)
+    ref.config = dataclasses.replace(ref.config, temperature=0.3, chroma_gain=1.1)
+    tuned = tmp_path / "tuned.safetensors"
+    save_weights(ref, tuned, meta=meta)
+    model = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=8))
+    assert load_init(model, tuned, log=lambda *a: None) == "all"
+    assert torch.equal(model.head.out.weight, ref.head.out.weight.to(model.head.out.weight.dtype))
 
 
 def test_semantic_loss_is_zero_at_truth_and_positive_off_it():
@@ -457,3 +475,43 @@ def test_slow_validation_does_not_eat_a_time_limited_run(photos, pack, tmp_path,
     text = capsys.readouterr().out
     assert "the last validation uses 1 like the others" in text
     assert _state(out)["step"] > 0
+
+
+def test_patch_critic_learns_real_from_grey():
+    """A few hinge steps separate true chroma from grey chroma given the same L; the
+    model's side of the game has gradients into the chroma only through the critic."""
+    from tint.training.train import PatchCritic, critic_step
+    torch.manual_seed(0)
+    critic = PatchCritic(width=8)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-2, betas=(0.0, 0.99))
+    L = torch.rand(4, 1, 32, 32) * 100
+    real = torch.randn(4, 2, 32, 32) * 30
+    grey = torch.zeros(4, 2, 32, 32, requires_grad=True)
+    assert critic(L, real).shape == (4, 1, 4, 4)
+    losses = [float(critic_step(critic, opt, L, real, grey)) for _ in range(30)]
+    assert losses[-1] < losses[0] and grey.grad is None           # the critic's step leaves ab alone
+    assert critic(L, real).mean() > critic(L, grey.detach()).mean()
+    critic.zero_grad(set_to_none=True)
+    critic.requires_grad_(False)
+    (-critic(L, grey).mean()).backward()
+    assert grey.grad.abs().sum() > 0 and all(p.grad is None for p in critic.parameters())
+
+
+def test_adversarial_run_resumes_exactly(photos, pack, tmp_path):
+    """With --adversarial the critic and its optimizer are in the checkpoint: a run stopped
+    and resumed ends where an uninterrupted one does, critic included."""
+    from tint.cli.train import run_train
+    base = ("--backbone", "tiny-darknet", "--final-width", "8", "--context", "8", "--out-stride", "2",
+            "--adversarial", "0.1", "--epochs", "2")
+    assert run_train(_args(photos, tmp_path / "a", pack[0], *base)) == 0
+    assert run_train(_args(photos, tmp_path / "b", pack[0], *base, "--stop-at-step", "2")) == 0
+    assert run_train(_args(photos, tmp_path / "b", pack[0], *base, "--resume")) == 0
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    assert a["step"] == b["step"] == 4 and a["args"]["adversarial"] == 0.1
+    for part in ("model", "critic"):
+        for k, v in a[part].items():
+            assert torch.equal(v, b[part][k]), (part, k)
+    plain = tmp_path / "c"                 # a run's own settings win on resume (RUN_KEYS)
+    assert run_train(_args(photos, plain, pack[0], *base[:-4], "--epochs", "2", "--stop-at-step", "2")) == 0
+    assert run_train(_args(photos, plain, pack[0], *base, "--resume")) == 0
+    assert "critic" not in _state(plain) and _state(plain)["args"]["adversarial"] == 0

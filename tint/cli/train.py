@@ -38,6 +38,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --feature-loss: also match the classifier's ImageNet class probabilities (KL)")
     g.add_argument("--feature-net", default=D["feature_net"], metavar="DIR",
                    help="the classifier for --feature-loss (TF.js folder, e.g. data/weights/tiny-darknet)")
+    g.add_argument("--adversarial", type=float, default=D["adversarial"], metavar="WEIGHT",
+                   help="add a conditional patch critic's hinge loss on (L, ab), e.g. 0.05 for a "
+                        "short fine-tune from --init (0: off)")
+    g.add_argument("--critic-lr", type=float, default=D["critic_lr"], metavar="LR",
+                   help="the critic's learning rate (Adam, constant)")
     g.add_argument("--bin-sigma", type=float, default=D["bin_sigma"],
                    help="soft-encoding / prior smoothing sigma (ab units)")
     g.add_argument("--rebalance-lambda", type=float, default=D["rebalance_lambda"],

@@ -23,6 +23,7 @@ TrainConfig) in its metadata.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -56,7 +57,7 @@ DATA_TERMS = ("Trained on photos whose terms allow non-commercial research use o
 RUN_KEYS = ("backbone", "loss", "final_width", "init", "batch", "crop", "pack_size", "lr",
             "encoder_lr_mult", "weight_decay", "warmup", "epochs", "seed", "clip", "bin_sigma",
             "rebalance_lambda", "context", "out_stride", "feature_loss", "semantic_loss", "temperature",
-            "steps", "budget")
+            "steps", "budget", "adversarial", "critic_lr")
 LOSSES = ("bins", "l2", "smoothl1")
 OUT_STRIDES = (1, 2, 4)
 # Checkpoints written before TrainConfig held the argparse namespace: its names that differ.
@@ -83,6 +84,8 @@ class TrainConfig:
     feature_loss: float = 0.0                 # weight of the perceptual loss through a frozen classifier (0: off)
     semantic_loss: float = 0.0                # with feature_loss: weight of the class-probability KL
     feature_net: str | None = None            # the classifier for feature_loss (TF.js Tiny Darknet folder)
+    adversarial: float = 0.0                  # weight of a conditional patch critic's hinge loss (0: off)
+    critic_lr: float = 2e-4                   # the critic's learning rate (Adam, constant)
     bin_sigma: float = 5.0                    # soft-encoding / prior smoothing sigma (ab units)
     rebalance_lambda: float = 0.5             # mix of the class prior with uniform (1: no rebalancing)
     # ---- data
@@ -149,6 +152,8 @@ class TrainConfig:
             raise TintError("--time-limit must be positive (minutes)")
         if c.init and not Path(c.init).is_file():
             raise TintError(f"--init file not found: {c.init}")
+        if c.adversarial < 0 or c.critic_lr <= 0:
+            raise TintError("--adversarial must be at least 0 and --critic-lr positive")
         if c.semantic_loss and not c.feature_loss:
             raise TintError("--semantic-loss needs --feature-loss (it runs through the same classifier)")
         if c.feature_loss and not (c.feature_net and Path(c.feature_net).exists()):
@@ -317,11 +322,44 @@ class FeatureLoss(nn.Module):
         return loss
 
 
-def predicted_rgb(model: Colorizer, raw: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-    """Differentiable sRGB (B, 3, H, W) in [0, 1] of the model's colorization of L."""
+def predicted_rgb(model: Colorizer, ab: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """Differentiable sRGB (B, 3, H, W) in [0, 1] of L joined with the model's chroma ``ab``
+    at its output stride (``model.readout(raw)``)."""
     from ..core.color import lab_to_rgb
-    ab = model.upsample(model.readout(raw.float()))
-    return lab_to_rgb(torch.cat((L.float(), ab), 1)).clamp(0, 1)
+    return lab_to_rgb(torch.cat((L.float(), model.upsample(ab)), 1)).clamp(0, 1)
+
+
+class PatchCritic(nn.Module):
+    """Conditional patch critic for the adversarial loss: (L, ab) at the head's output stride
+    -> one realness score per 8 x 8 patch.  Its verdicts on true against colorized chroma
+    given the same lightness push the head towards colours that could be real (vivid,
+    consistent) where the per-pixel losses settle for a greyish mean; spectral norm keeps
+    the hinge game stable at a small weight.  Inputs: L in [0, 100], ab in Lab units."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        c = (3, width, 2 * width, 4 * width)
+        layers = []
+        for cin, cout in zip(c, c[1:]):
+            layers += [sn(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+        self.net = nn.Sequential(*layers, sn(nn.Conv2d(c[-1], 1, 3, padding=1)))
+
+    def forward(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat((L / 50 - 1, ab / AB_SCALE), 1))      # (B, 1, h/8, w/8)
+
+
+def critic_step(critic, opt, L_s, real_ab, fake_ab, amp=contextlib.nullcontext) -> torch.Tensor:
+    """One hinge-loss update of the critic on detached chroma; returns its loss.  Real and
+    colorized go through in one batch (one forward per backward, as DDP wants)."""
+    with amp():
+        score = critic(torch.cat((L_s, L_s)), torch.cat((real_ab, fake_ab.detach().to(real_ab.dtype)))).float()
+    real, fake = score.chunk(2)
+    loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
 
 
 # --------------------------------------------------------------------------- model
@@ -352,6 +390,9 @@ def init_fresh(model: Colorizer) -> None:
     nn.init.zeros_(model.head.out.bias)
 
 
+READOUT_KEYS = ("size", "temperature", "chroma_gain")
+
+
 def load_init(model: Colorizer, path, log=print) -> str:
     """Start from a tint weights file: all tensors when its config matches and its head
     is trained, else the encoder's alone when the backbone matches (checked key by key)."""
@@ -359,11 +400,12 @@ def load_init(model: Colorizer, path, log=print) -> str:
     from ..core.weights import load_state, read_header
     cfg, meta = read_header(path)
     tensors = load_file(str(path))
-    mine = model.config.to_dict()
-    theirs = cfg.to_dict()
-    same = {k: v for k, v in mine.items() if k not in ("size", "temperature")} == \
-           {k: v for k, v in theirs.items() if k not in ("size", "temperature")}
-    if same and meta.get("head") != "untrained":       # 'tint convert' marks a random head
+    # The readout's calibration (working size, temperature, chroma gain) is chosen after
+    # training and is not the network: a tuned file must still resume whole.  (Until
+    # 2026-12-02 chroma_gain counted, so runs from a tuned default trained a new head.)
+    mine, theirs = model.config.to_dict(), cfg.to_dict()
+    differ = sorted(k for k in mine if k not in READOUT_KEYS and mine[k] != theirs[k])
+    if not differ and meta.get("head") != "untrained":   # 'tint convert' marks a random head
         load_state(model, tensors, str(path))
         log(f"init: all tensors from {path}")
         return "all"
@@ -371,8 +413,8 @@ def load_init(model: Colorizer, path, log=print) -> str:
         raise TintError(f"--init {path} holds a {cfg.backbone} model; this run trains {model.config.backbone}")
     enc = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
     load_state(model.encoder, enc, f"{path} (encoder)")
-    log(f"init: encoder from {path} ({len(enc)} tensors; head is new: file has output={cfg.output} "
-        f"final_width={cfg.final_width} head={meta.get('head', 'trained')})")
+    why = ", ".join(f"{k} {theirs[k]} (this run: {mine[k]})" for k in differ) or "its head is untrained"
+    log(f"init: encoder from {path} ({len(enc)} tensors); the head is new: {why}")
     return "encoder"
 
 
@@ -452,7 +494,6 @@ def fmt_val(v: dict) -> str:
 # --------------------------------------------------------------------------- helpers
 def autocast(device, dtype):
     """bf16 autocast on CUDA; nothing (fp32) when ``dtype`` is None."""
-    import contextlib
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
@@ -606,6 +647,13 @@ def train(config: TrainConfig) -> int:
         log(f"feature loss: x{config.feature_loss:g}, semantic x{config.semantic_loss:g}, through the frozen "
             f"classifier from {config.feature_net}")
 
+    critic = critic_opt = None
+    if config.adversarial:
+        critic = PatchCritic().to(ctx.device)
+        critic_opt = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, betas=(0.0, 0.99))
+        log(f"adversarial: x{config.adversarial:g} (ramped in over the warmup), patch critic of "
+            f"{sum(p.numel() for p in critic.parameters()) / 1e6:.2f} M params, lr {config.critic_lr:g}")
+
     bins = getattr(model, "bins", None)
     prior = class_weights = None
     if output == "bins":
@@ -622,6 +670,11 @@ def train(config: TrainConfig) -> int:
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
+        if critic is not None:
+            if "critic" not in ckpt:
+                raise TintError(f"{ckpt_path}: says --adversarial but holds no critic")
+            critic.load_state_dict(ckpt["critic"])
+            critic_opt.load_state_dict(ckpt["critic_optimizer"])
         step, total = ckpt["step"], ckpt["total_steps"]
         history, train_seconds = ckpt.get("history", []), ckpt.get("train_seconds", 0.0)
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -635,9 +688,13 @@ def train(config: TrainConfig) -> int:
     warmup = min(config.warmup, max(1, total // 10))
 
     net = RawHead(model)
+    critic_ddp = critic
     if ctx.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
-        net = DDP(net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        net = DDP(net, device_ids=ids)
+        if critic is not None:                # its own updates all-reduced; the model's pass uses critic itself
+            critic_ddp = DDP(critic, device_ids=ids)
     if config.compile:
         net = torch.compile(net)
     model.train()
@@ -659,6 +716,8 @@ def train(config: TrainConfig) -> int:
                  "step": step, "total_steps": total if calibrated or not deadline else None,
                  "epoch": step // spe, "args": config.to_dict(), "config": model_config.to_dict(),
                  "prior": prior, "history": history, "train_seconds": train_seconds,
+                 **({"critic": critic.state_dict(), "critic_optimizer": critic_opt.state_dict()}
+                    if critic is not None else {}),
                  "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                          "cuda": torch.cuda.get_rng_state() if ctx.device.type == "cuda" else None}}
         atomic_write(ckpt_path, lambda p: torch.save(state, p))
@@ -703,6 +762,7 @@ def train(config: TrainConfig) -> int:
         bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, leave=True)
     calib_from, calib_t = step + 5, None
     last_log, log_loss, log_n, log_step = time.monotonic(), torch.zeros((), device=ctx.device), 0, step
+    log_critic = torch.zeros((), device=ctx.device)
     seg_start = time.monotonic()
     val_every = config.val_every or max(1, total // 10)
     loss_val = float("nan")
@@ -728,16 +788,31 @@ def train(config: TrainConfig) -> int:
         with autocast(ctx.device, amp_dtype):
             raw = net(L)
         loss = compute_loss(config.loss, raw, ab, bins, class_weights, config.bin_sigma)
+        fake_ab = None
+        if feature_loss is not None or critic is not None:
+            with autocast(ctx.device, amp_dtype):
+                fake_ab = model.readout(raw.float())     # (B, 2, H/S, W/S), differentiable
         if feature_loss is not None:
             from ..core.color import lab_to_rgb
             with autocast(ctx.device, amp_dtype):
                 true_rgb = lab_to_rgb(torch.cat((L, ab), 1)).clamp(0, 1)
-                loss = loss + config.feature_loss * feature_loss(predicted_rgb(model, raw, L), true_rgb)
+                loss = loss + config.feature_loss * feature_loss(predicted_rgb(model, fake_ab, L), true_rgb)
+        if critic is not None:
+            S = model.config.out_stride
+            L_s, real_ab = (F.avg_pool2d(L, S), F.avg_pool2d(ab, S)) if S > 1 else (L, ab)
+            critic.requires_grad_(False)          # the model's step moves the model only
+            with autocast(ctx.device, amp_dtype):
+                adv = -critic(L_s, fake_ab).float().mean()
+            loss = loss + config.adversarial * min(1.0, (step + 1) / warmup) * adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         opt.step()
+        if critic is not None:
+            critic.requires_grad_(True)
+            log_critic += critic_step(critic_ddp, critic_opt, L_s, real_ab, fake_ab,
+                                      lambda: autocast(ctx.device, amp_dtype))
         step += 1
         log_loss += loss.detach()
         log_n += 1
@@ -770,18 +845,22 @@ def train(config: TrainConfig) -> int:
                 loss_val = (log_loss / max(1, log_n)).item()
                 bar.set_postfix(loss=f"{loss_val:.4f}", lr=f"{opt.param_groups[-1]['lr']:.1e}",
                                 refresh=False)
-                log_loss.zero_(); log_n = 0
+                log_loss.zero_(); log_critic.zero_(); log_n = 0
             bar.update(1)
         elif ctx.main and time.monotonic() - last_log >= config.log_every:
             now = time.monotonic()
             loss_val = (log_loss / max(1, log_n)).item()
             ips = (step - log_step) * config.batch * ctx.world / (now - last_log)
             sps = (step - log_step) / (now - last_log)
+            rec = {"step": step, "loss": loss_val, "images_per_s": round(ips, 1)}
+            if critic is not None:
+                rec["critic"] = (log_critic / max(1, log_n)).item()
             log(f"step {step}/{total}  epoch {step / spe:.1f}  loss {loss_val:.4f}  "
-                f"lr {opt.param_groups[-1]['lr']:.2e}  {ips:.0f} img/s  ETA {_fmt_time((total - step) / max(sps, 1e-9))}")
-            _append_jsonl(out / "log.jsonl", {"step": step, "loss": loss_val, "images_per_s": round(ips, 1)})
+                + (f"critic {rec['critic']:.3f}  " if critic is not None else "")
+                + f"lr {opt.param_groups[-1]['lr']:.2e}  {ips:.0f} img/s  ETA {_fmt_time((total - step) / max(sps, 1e-9))}")
+            _append_jsonl(out / "log.jsonl", rec)
             last_log, log_step = now, step
-            log_loss.zero_(); log_n = 0
+            log_loss.zero_(); log_critic.zero_(); log_n = 0
 
         if ctx.main and truths and step % val_every == 0 and step < total:
             run_val(config.val_limit)
