@@ -83,13 +83,14 @@ def test_fast_colorizer_matches_model(backbone, output, gpu_layout):
     assert (got - ref).abs().max().item() < 1e-3          # Lab units
 
 
-@pytest.mark.parametrize("backbone,output,stride,gpu_layout", [
-    ("tiny-darknet", "bins", 2, False), ("tiny-darknet", "bins", 2, True),
-    ("tiny-darknet", "ab", 4, True), ("vgg16", "ab", 2, False)])
-def test_fast_colorizer_matches_model_with_context(backbone, output, stride, gpu_layout):
+@pytest.mark.parametrize("backbone,output,stride,gpu_layout,width", [
+    ("tiny-darknet", "bins", 2, False, 1), ("tiny-darknet", "bins", 2, True, 1),
+    ("tiny-darknet", "ab", 4, True, 1), ("vgg16", "ab", 2, False, 1), ("tiny-darknet", "bins", 2, True, 2)])
+def test_fast_colorizer_matches_model_with_context(backbone, output, stride, gpu_layout, width):
     torch.manual_seed(0)
     m = Colorizer(ColorizerConfig(backbone=backbone, output=output, final_width=16, context=24,
-                                  out_stride=stride, chroma_gain=1.15 if output == "bins" else 1.0))
+                                  out_stride=stride, chroma_gain=1.15 if output == "bins" else 1.0,
+                                  width=width))
     torch.nn.init.normal_(m.head.context.film.weight, std=0.1)     # a trained branch is not the identity
     m = randomize_bn(m).eval()
     L = torch.rand(2, 1, 48, 80) * 100
@@ -204,13 +205,14 @@ def test_gpu_engine_matches_fp32_model(backbone, output, precision, tol):
 
 
 @gpu
-@pytest.mark.parametrize("precision,tol", [("fp16", 2e-2), ("bf16", 6e-2)])
-def test_gpu_engine_matches_context_stride_model(precision, tol):
-    """The 2026-12 default design: global context, chroma at stride 2, 261 bins."""
+@pytest.mark.parametrize("precision,tol,width", [("fp16", 2e-2, 1), ("bf16", 6e-2, 1), ("fp16", 2e-2, 2)])
+def test_gpu_engine_matches_context_stride_model(precision, tol, width):
+    """The 2026-12 default design: global context, chroma at stride 2, 261 bins (and its
+    encoder at twice the width)."""
     from tint.training.train import init_fresh
     torch.manual_seed(0)
     m = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=64, context=128,
-                                  out_stride=2, temperature=0.5, chroma_gain=1.15))
+                                  out_stride=2, temperature=0.5, chroma_gain=1.15, width=width))
     init_fresh(m)
     torch.nn.init.normal_(m.head.context.film.weight, std=0.05)
     m = randomize_bn(m).eval().cuda()

@@ -17,15 +17,15 @@ def rel(a, b):
 
 class OddEncoder(nn.Module):
     """An encoder the engine has never heard of: 1x1 and 5x5 convs, BN, no act, odd widths."""
-    tap_channels = (5, 7, 9)
     multiple = 4
 
-    def __init__(self, in_channels: int = 2):
+    def __init__(self, in_channels: int = 2, width: int = 1):
         super().__init__()
-        self.a = nn.Conv2d(in_channels, 5, 1)
-        self.b = nn.Conv2d(5, 7, 5, padding=2, bias=False)
-        self.bn = nn.BatchNorm2d(7)
-        self.c = nn.Conv2d(7, 9, 3, padding=1)
+        self.tap_channels = a, b, c = 5 * width, 7 * width, 9 * width
+        self.a = nn.Conv2d(in_channels, a, 1)
+        self.b = nn.Conv2d(a, b, 5, padding=2, bias=False)
+        self.bn = nn.BatchNorm2d(b)
+        self.c = nn.Conv2d(b, c, 3, padding=1)
 
     def plan(self):
         return (M.Conv(self.a, None, "relu"), M.Tap(), M.Pool(), M.Conv(self.b, self.bn, "leaky"), M.Tap(),

@@ -515,3 +515,18 @@ def test_adversarial_run_resumes_exactly(photos, pack, tmp_path):
     assert run_train(_args(photos, plain, pack[0], *base[:-4], "--epochs", "2", "--stop-at-step", "2")) == 0
     assert run_train(_args(photos, plain, pack[0], *base, "--resume")) == 0
     assert "critic" not in _state(plain) and _state(plain)["args"]["adversarial"] == 0
+
+
+def test_wider_run_grows_from_its_init(photos, pack, tmp_path, tiny_weights):
+    """--width 2 from a width-1 file trains the grown model and ships width 2; a run from
+    that file then keeps its width without being told."""
+    import tint
+    from tint.cli.train import run_train
+    out = tmp_path / "wide"
+    assert run_train(_args(photos, out, pack[0], "--init", str(tiny_weights), "--width", "2",
+                           "--epochs", "1")) == 0
+    runner = tint.load(out / "final.safetensors", device="cpu")
+    assert runner.config.width == 2 and runner.meta["args"]["width"] == 2
+    again = tmp_path / "again"
+    assert run_train(_args(photos, again, pack[0], "--init", str(out / "final.safetensors"), "--epochs", "1")) == 0
+    assert tint.load(again / "final.safetensors", device="cpu").config.width == 2

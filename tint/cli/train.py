@@ -22,6 +22,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "(the head kind follows: bins or ab)")
     g.add_argument("--final-width", type=int, default=D["final_width"],
                    help="head width at full resolution (default 3 for regression, 32 for bins)")
+    g.add_argument("--width", type=int, default=D["width"], metavar="M",
+                   help="encoder channels x M (default: the --init file's, else 1); a wider run "
+                        "from a narrower --init grows it, keeping what it learned (Net2Wider)")
     g.add_argument("--context", type=int, default=D["context"], metavar="WIDTH",
                    help="global-context branch width (Iizuka et al.; 0: none)")
     g.add_argument("--out-stride", type=int, default=D["out_stride"], choices=OUT_STRIDES,

@@ -49,6 +49,8 @@ class ColorizerConfig:
     out_stride: int = 1              # chroma is predicted at working size / out_stride (1, 2, 4)
     chroma_gain: float = 1.0         # bins readout x this: a calibration chosen on a tuning split,
                                      # since the perceptual losses leave the mean below true chroma
+    width: int = 1                   # encoder channels x this (1: the published network, whose
+                                     # weights import; wider ones grow from it, tint.training.grow)
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -61,6 +63,8 @@ class ColorizerConfig:
             raise ValueError(f"chroma_gain must be 0.25..4, got {self.chroma_gain!r}")
         if not 0 <= self.context <= 1024:
             raise ValueError(f"context must be 0..1024, got {self.context!r}")
+        if not 1 <= self.width <= 8:
+            raise ValueError(f"width must be 1..8, got {self.width!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -189,16 +193,16 @@ class VGG16Encoder(nn.Module):
     (see ``tint.training.importers.fold_rgb_conv``).
     """
     blocks = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512))
-    tap_channels = (64, 128, 256, 512)     # conv1_2, conv2_2, conv3_3, conv4_3
     multiple = 8
 
-    def __init__(self, in_channels: int = 2):
+    def __init__(self, in_channels: int = 2, width: int = 1):
         super().__init__()
+        self.tap_channels = tuple(b[-1] * width for b in self.blocks)   # conv1_2, conv2_2, conv3_3, conv4_3
         cin = in_channels
         for b, widths in enumerate(self.blocks, 1):
             for i, w in enumerate(widths, 1):
-                setattr(self, f"conv{b}_{i}", _conv(cin, w))
-                cin = w
+                setattr(self, f"conv{b}_{i}", _conv(cin, w * width))
+                cin = w * width
 
     def plan(self) -> tuple:
         steps = []
@@ -225,20 +229,20 @@ class TinyDarknetEncoder(nn.Module):
               (1, 16), (3, 128), (1, 16), (3, 128), "tap", None,
               (1, 32), (3, 256), (1, 32), (3, 256), "tap", None,
               (1, 64), (3, 512), (1, 64), (3, 512), (1, 128), "tap")
-    tap_channels = (16, 32, 128, 256, 128)
     multiple = 16
     bn_eps = 1e-3
 
-    def __init__(self, in_channels: int = 2, classifier: bool = False):
+    def __init__(self, in_channels: int = 2, classifier: bool = False, width: int = 1):
         super().__init__()
+        self.tap_channels = tuple(c * width for c in (16, 32, 128, 256, 128))
         cin, n = in_channels, 0
         for layer in self.layers:
             if isinstance(layer, tuple):
                 n += 1
                 k, w = layer
-                setattr(self, f"conv{n}", _conv(cin, w, k, bias=False))
-                setattr(self, f"bn{n}", nn.BatchNorm2d(w, eps=self.bn_eps))
-                cin = w
+                setattr(self, f"conv{n}", _conv(cin, w * width, k, bias=False))
+                setattr(self, f"bn{n}", nn.BatchNorm2d(w * width, eps=self.bn_eps))
+                cin = w * width
         self.n_convs = n
         self.classifier = nn.Conv2d(cin, 1000, 1) if classifier else None
 
@@ -262,6 +266,7 @@ class TinyDarknetEncoder(nn.Module):
         return self.classifier(self.forward(rgb)[-1]).mean((2, 3))
 
 
+# An encoder: built as Encoder(in_channels, width=m); has .tap_channels, .multiple, .plan().
 BACKBONES = {"vgg16": VGG16Encoder, "tiny-darknet": TinyDarknetEncoder}
 
 
@@ -349,7 +354,7 @@ class Colorizer(nn.Module):
     def __init__(self, config: ColorizerConfig = ColorizerConfig()):
         super().__init__()
         self.config = config
-        self.encoder = BACKBONES[config.backbone](in_channels=2)
+        self.encoder = BACKBONES[config.backbone](in_channels=2, width=config.width)
         self.multiple = self.encoder.multiple
         if config.output == "bins":
             self.register_buffer("bins", ab_bins(config.bin_step))   # (Q, 2)

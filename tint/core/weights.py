@@ -89,6 +89,7 @@ CONFIG_RULES = {
     "context":     (int, 0, 1024),             # 0 = no global-context branch
     "out_stride":  (int, (1, 2, 4)),
     "chroma_gain": (float, 0.25, 4.0),
+    "width":       (int, 1, 8),
 }
 
 

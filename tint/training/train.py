@@ -57,7 +57,7 @@ DATA_TERMS = ("Trained on photos whose terms allow non-commercial research use o
 RUN_KEYS = ("backbone", "loss", "final_width", "init", "batch", "crop", "pack_size", "lr",
             "encoder_lr_mult", "weight_decay", "warmup", "epochs", "seed", "clip", "bin_sigma",
             "rebalance_lambda", "context", "out_stride", "feature_loss", "semantic_loss", "temperature",
-            "steps", "budget", "adversarial", "critic_lr")
+            "steps", "budget", "adversarial", "critic_lr", "width")
 LOSSES = ("bins", "l2", "smoothl1")
 OUT_STRIDES = (1, 2, 4)
 # Checkpoints written before TrainConfig held the argparse namespace: its names that differ.
@@ -77,6 +77,7 @@ class TrainConfig:
     loss: str = "bins"                        # bins (classification, rebalanced), l2 or smoothl1 (regression)
     final_width: int | None = None            # head width at full resolution (None: 3 regression, 32 bins)
     context: int = 0                          # global-context branch width (0: none)
+    width: int | None = None                  # encoder channels x this; None: the --init file's, else 1
     out_stride: int = 1                       # chroma predicted at working size / N (1, 2, 4)
     temperature: float | None = None          # bins readout temperature stored in the model (None: the model's)
     init: str | None = None                   # start from this tint weights file (all of it, or its encoder)
@@ -152,6 +153,8 @@ class TrainConfig:
             raise TintError("--time-limit must be positive (minutes)")
         if c.init and not Path(c.init).is_file():
             raise TintError(f"--init file not found: {c.init}")
+        if c.width is not None and not 1 <= c.width <= 8:
+            raise TintError(f"--width must be 1..8, got {c.width}")
         if c.adversarial < 0 or c.critic_lr <= 0:
             raise TintError("--adversarial must be at least 0 and --critic-lr positive")
         if c.semantic_loss and not c.feature_loss:
@@ -393,13 +396,27 @@ def init_fresh(model: Colorizer) -> None:
 READOUT_KEYS = ("size", "temperature", "chroma_gain")
 
 
-def load_init(model: Colorizer, path, log=print) -> str:
-    """Start from a tint weights file: all tensors when its config matches and its head
-    is trained, else the encoder's alone when the backbone matches (checked key by key)."""
+def load_init(model: Colorizer, path, log=print, seed: int = 0) -> str:
+    """Start from a tint weights file: all tensors when its network matches and its head is
+    trained, else the encoder's alone when the backbone matches (checked key by key).  A
+    narrower file is first grown to this run's width (``tint.training.grow``)."""
     from safetensors.torch import load_file
     from ..core.weights import load_state, read_header
     cfg, meta = read_header(path)
+    if cfg.backbone != model.config.backbone:
+        raise TintError(f"--init {path} holds a {cfg.backbone} model; this run trains {model.config.backbone}")
     tensors = load_file(str(path))
+    grown = ""
+    if cfg.width != model.config.width:
+        if model.config.width % cfg.width:
+            raise TintError(f"--init {path} has encoder width x{cfg.width}; this run's x{model.config.width} "
+                            "is not a multiple of it (a model can grow, not shrink)")
+        from .grow import grow_width
+        small = Colorizer(cfg)
+        load_state(small, tensors, str(path))
+        wide = grow_width(small, model.config.width, seed=seed)
+        cfg, tensors = wide.config, wide.state_dict()
+        grown = f", grown from encoder width x{small.config.width} to x{cfg.width} (Net2Wider)"
     # The readout's calibration (working size, temperature, chroma gain) is chosen after
     # training and is not the network: a tuned file must still resume whole.  (Until
     # 2026-12-02 chroma_gain counted, so runs from a tuned default trained a new head.)
@@ -407,14 +424,12 @@ def load_init(model: Colorizer, path, log=print) -> str:
     differ = sorted(k for k in mine if k not in READOUT_KEYS and mine[k] != theirs[k])
     if not differ and meta.get("head") != "untrained":   # 'tint convert' marks a random head
         load_state(model, tensors, str(path))
-        log(f"init: all tensors from {path}")
-        return "all"
-    if cfg.backbone != model.config.backbone:
-        raise TintError(f"--init {path} holds a {cfg.backbone} model; this run trains {model.config.backbone}")
+        log(f"init: all tensors from {path}{grown}")
+        return "grown" if grown else "all"
     enc = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
     load_state(model.encoder, enc, f"{path} (encoder)")
     why = ", ".join(f"{k} {theirs[k]} (this run: {mine[k]})" for k in differ) or "its head is untrained"
-    log(f"init: encoder from {path} ({len(enc)} tensors); the head is new: {why}")
+    log(f"init: encoder from {path} ({len(enc)} tensors{grown}); the head is new: {why}")
     return "encoder"
 
 
@@ -618,14 +633,16 @@ def train(config: TrainConfig) -> int:
     # ---- model
     output = "bins" if config.loss == "bins" else "ab"
     final_width = config.final_width or (3 if output == "ab" else 32)
+    from ..core.weights import read_header
+    width = config.width or (read_header(config.init)[0].width if config.init else 1)
     model_config = ColorizerConfig(backbone=config.backbone, output=output, final_width=final_width,
-                                   context=config.context, out_stride=config.out_stride,
+                                   context=config.context, out_stride=config.out_stride, width=width,
                                    **({"temperature": config.temperature} if config.temperature else {}))
     torch.manual_seed(config.seed)
     model = Colorizer(model_config)
     init_fresh(model)
     if config.init and ckpt is None:
-        load_init(model, config.init, log)
+        load_init(model, config.init, log, seed=config.seed)
     model.to(ctx.device)
     if ctx.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
