@@ -75,6 +75,8 @@ verify1)
   python3 -m tint info --device cuda > "$OUT/info.txt" 2>&1; echo "== info rc=$?"; head -30 "$OUT/info.txt"
   ;;
 verify2)
+  busy=$(nvidia-smi --query-compute-apps=pid --format=csv,noheader | wc -l)
+  [[ $busy -gt 0 ]] && echo "WARNING: $busy other processes on the GPU: these benchmark numbers are not clean"
   t0=$SECONDS
   timeout -k 5 150 python3 -m tint bench --device cuda --inputs 512 --compile none --json "$OUT/bench_vgg16.json" > "$OUT/bench_vgg16.txt" 2>&1
   echo "== bench vgg16 rc=$? ($((SECONDS - t0)) s)"; cat "$OUT/bench_vgg16.txt" | tail -20
@@ -118,7 +120,9 @@ train)   # train MIN BUDGET ; ARMS="name|args;name|args"
   ls -la $OUT
   ;;
 evalj)   # evalj NAME=FILE ... ; SPLITS="dev dev-people"
-  python3 - "$@" <<'PY'
+  # exec: a caller's `timeout` then stops the evaluation itself, not only this shell (on
+  # 2026-12-02c an orphaned evaluation ran on beside the benchmarks that followed)
+  exec python3 - "$@" <<'PY'
 import json, os, sys, torch
 torch.backends.cudnn.enabled = False
 from tint.training.evaluate import EvalConfig, evaluate_weights
@@ -129,7 +133,8 @@ for arg in sys.argv[1:]:
         r = evaluate_weights(EvalConfig(folder=f"{T}/eval/{split}", weights=w, device="cuda", backend="eager", ssim=False),
                              log=lambda s: print(name, split, s))
         out[f"{name}/{split}"] = r
-json.dump(out, open(os.environ.get("OUT", "/tmp") + "/evalj.json", "w"), indent=1, default=str)
+        # written after every split, so a time cap keeps what was measured
+        json.dump(out, open(os.environ.get("OUT", "/tmp") + "/evalj.json", "w"), indent=1, default=str)
 PY
   ;;
 *) "$@" ;;
