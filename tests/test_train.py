@@ -501,8 +501,9 @@ def test_adversarial_run_resumes_exactly(photos, pack, tmp_path):
     """With --adversarial the critic and its optimizer are in the checkpoint: a run stopped
     and resumed ends where an uninterrupted one does, critic included."""
     from tint.cli.train import run_train
-    base = ("--backbone", "tiny-darknet", "--final-width", "8", "--context", "8", "--out-stride", "2",
-            "--adversarial", "0.1", "--epochs", "2")
+    arch = ("--backbone", "tiny-darknet", "--final-width", "8", "--context", "8", "--out-stride", "2",
+            "--epochs", "2")
+    base = (*arch, "--adversarial", "0.1")
     assert run_train(_args(photos, tmp_path / "a", pack[0], *base)) == 0
     assert run_train(_args(photos, tmp_path / "b", pack[0], *base, "--stop-at-step", "2")) == 0
     assert run_train(_args(photos, tmp_path / "b", pack[0], *base, "--resume")) == 0
@@ -512,7 +513,7 @@ def test_adversarial_run_resumes_exactly(photos, pack, tmp_path):
         for k, v in a[part].items():
             assert torch.equal(v, b[part][k]), (part, k)
     plain = tmp_path / "c"                 # a run's own settings win on resume (RUN_KEYS)
-    assert run_train(_args(photos, plain, pack[0], *base[:-4], "--epochs", "2", "--stop-at-step", "2")) == 0
+    assert run_train(_args(photos, plain, pack[0], *arch, "--stop-at-step", "2")) == 0
     assert run_train(_args(photos, plain, pack[0], *base, "--resume")) == 0
     assert "critic" not in _state(plain) and _state(plain)["args"]["adversarial"] == 0
 

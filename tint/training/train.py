@@ -633,6 +633,9 @@ def train(config: TrainConfig) -> int:
     # ---- model
     output = "bins" if config.loss == "bins" else "ab"
     final_width = config.final_width or (3 if output == "ab" else 32)
+    # None: the --init file's width.  Resolved for the model only: the checkpoint's args keep
+    # what was asked (tests/test_train.py::test_library_train_matches_the_command), and its
+    # config holds the width the model has.
     from ..core.weights import read_header
     width = config.width or (read_header(config.init)[0].width if config.init else 1)
     model_config = ColorizerConfig(backbone=config.backbone, output=output, final_width=final_width,
