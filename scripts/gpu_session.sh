@@ -12,6 +12,10 @@
 #                                     build the pack once, train every arm side by side with
 #                                     --time-limit MIN --budget BUDGET --resume; last.pt in
 #                                     15 MB pieces, final weights and logs.tgz to $OUT
+#   .stage/run.sh pieces NAME FIRST N pieces FIRST.. FIRST+N-1 of NAME's last.pt to $OUT: what
+#                                     comes back from one call is limited in total (a wide run's
+#                                     70 MB checkpoint did not fit on 2026-12-02d), so fetch it
+#                                     over consecutive calls while the machine is warm
 #   .stage/run.sh evalj NAME=FILE ... tint eval's protocol on the GPU (eager, cuDNN off,
 #                                     no SSIM) over $SPLITS; $OUT/evalj.json
 #
@@ -118,6 +122,13 @@ train)   # train MIN BUDGET ; ARMS="name|args;name|args"
   done
   tar -czf $OUT/logs.tgz --exclude='*.pt' --exclude='*.safetensors' --exclude='*.npy' -C $T/runs .
   ls -la $OUT
+  ;;
+pieces)  # pieces NAME FIRST N
+  R=$T/runs/${1:?name}; first=${2:?first}; n=${3:?count}
+  [[ -f $R/last.pt ]] || { echo "no $R/last.pt"; exit 1; }
+  mkdir -p $T/pieces/$1; [[ -n $(ls $T/pieces/$1) ]] || (cd $T/pieces/$1 && split -b 15M -d -a 1 $R/last.pt $1-last.pt.)
+  for ((i = first; i < first + n; i++)); do [[ -f $T/pieces/$1/$1-last.pt.$i ]] && cp $T/pieces/$1/$1-last.pt.$i "$OUT/"; done
+  echo "$1: $(ls $T/pieces/$1 | wc -l) pieces, sha256 $(sha256sum $R/last.pt | cut -c1-16)"; ls "$OUT"
   ;;
 evalj)   # evalj NAME=FILE ... ; SPLITS="dev dev-people"
   # exec: a caller's `timeout` then stops the evaluation itself, not only this shell (on
