@@ -56,6 +56,8 @@ gpu_tests() {
 test_summary() {
   for f in $T/runs/gpu_t*.log; do [[ -f $f ]] && echo "== $f: $(tail -n 1 $f)" && grep -E "^(FAILED|ERROR)" $f | cut -c1-250 | head; done
 }
+# NAME's last.pt in 15 MB pieces NAME-last.pt.N in DIR: the names stage() takes back as *.pt.N
+split_ckpt() { (cd "$2" && split -b 15M -d -a 1 $T/runs/$1/last.pt $1-last.pt.); }
 # The training pack, built once per warm machine from the staged stream.
 build_pack() {
   if [[ ! -f $T/pack.npy ]]; then
@@ -117,7 +119,7 @@ train)   # train MIN BUDGET ; ARMS="name|args;name|args"
   for arm in "${arms[@]}"; do
     name=${arm%%|*}; R=$T/runs/$name
     echo "== $name"; tail -n 4 $R/stdout.txt
-    [[ -f $R/last.pt ]] && (cd $OUT && split -b 15M -d -a 1 $R/last.pt $name-last.pt.)
+    [[ -f $R/last.pt ]] && split_ckpt $name $OUT
     [[ -f $R/final.safetensors ]] && cp $R/final.safetensors $OUT/$name-final.safetensors
   done
   tar -czf $OUT/logs.tgz --exclude='*.pt' --exclude='*.safetensors' --exclude='*.npy' -C $T/runs .
@@ -126,7 +128,8 @@ train)   # train MIN BUDGET ; ARMS="name|args;name|args"
 pieces)  # pieces NAME FIRST N
   R=$T/runs/${1:?name}; first=${2:?first}; n=${3:?count}
   [[ -f $R/last.pt ]] || { echo "no $R/last.pt"; exit 1; }
-  mkdir -p $T/pieces/$1; [[ -n $(ls $T/pieces/$1) ]] || (cd $T/pieces/$1 && split -b 15M -d -a 1 $R/last.pt $1-last.pt.)
+  # cut afresh every call (under a second), so the pieces are of the last.pt there is now
+  rm -rf $T/pieces/$1; mkdir -p $T/pieces/$1; split_ckpt $1 $T/pieces/$1
   for ((i = first; i < first + n; i++)); do [[ -f $T/pieces/$1/$1-last.pt.$i ]] && cp $T/pieces/$1/$1-last.pt.$i "$OUT/"; done
   echo "$1: $(ls $T/pieces/$1 | wc -l) pieces, sha256 $(sha256sum $R/last.pt | cut -c1-16)"; ls "$OUT"
   ;;
