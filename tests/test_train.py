@@ -531,3 +531,58 @@ def test_wider_run_grows_from_its_init(photos, pack, tmp_path, tiny_weights):
     again = tmp_path / "again"
     assert run_train(_args(photos, again, pack[0], "--init", str(out / "final.safetensors"), "--epochs", "1")) == 0
     assert tint.load(again / "final.safetensors", device="cpu").config.width == 2
+
+
+def test_distill_loss_is_zero_at_the_teacher_and_pools_onto_a_smaller_grid():
+    from tint.training.train import distill_loss
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(2, 7, 8, 8, generator=g)
+    assert distill_loss(t, t).abs() < 1e-5
+    assert distill_loss(torch.randn(2, 7, 8, 8, generator=g), t) > 0.1
+    # a student at half the teacher's grid is scored against the teacher's 2x2 mean distributions
+    p = torch.softmax(t, 1)
+    pooled = torch.nn.functional.avg_pool2d(p, 2)
+    assert distill_loss(torch.log(pooled), t).abs() < 1e-5
+
+
+def test_work_size_and_teacher_train_a_smaller_model(photos, pack, tmp_path, tiny_weights, capsys):
+    """--work-size trains on crops resized to that side (the file says it as its working
+    size, and validation runs there); --teacher/--distill adds the teacher's bin
+    distributions, computed on the full crop, as soft targets."""
+    import tint
+    from tint.cli.train import run_train
+    val = tmp_path / "val"
+    val.mkdir()
+    shutil.copy(next(photos.glob("a/img0.jpg")), val / "v.jpg")
+    out = tmp_path / "small"
+    assert run_train(_args(photos, out, pack[0], "--backbone", "tiny-darknet", "--final-width", "8",
+                           "--out-stride", "2", "--crop", "48", "--work-size", "32", "--epochs", "1",
+                           "--teacher", str(tiny_weights), "--distill", "0.5", "--val", str(val))) == 0
+    assert "distill: x0.5" in capsys.readouterr().out
+    runner = tint.load(out / "final.safetensors", device="cpu")
+    assert runner.config.size == 32 and runner.meta["args"]["work_size"] == 32
+    assert runner.meta["args"]["teacher"] == str(tiny_weights) and "working size 32" in runner.meta["validation_protocol"]
+    assert np.isfinite(_state(out)["history"][-1]["psnr"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--distill", "0.5"), "--teacher"),
+    (("--work-size", "40"), "--work-size"),
+    (("--work-size", "64"), "--work-size"),
+    (("--teacher", "nowhere.safetensors", "--distill", "1"), "not found"),
+    (("--teacher", "T", "--distill", "1", "--loss", "l2"), "--loss bins"),
+])
+def test_work_size_and_distill_are_checked(photos, tmp_path, tiny_weights, extra, message):
+    from tint.cli.train import config_from_args
+    extra = tuple(str(tiny_weights) if a == "T" else a for a in extra)
+    with pytest.raises(TintError, match=message):
+        config_from_args(_args(photos, tmp_path / "x", tmp_path / "p.npy", *extra)).check()
+
+
+def test_teacher_on_other_bins_is_refused(tiny_weights, tmp_path):
+    from tint.core.model import Colorizer, ColorizerConfig
+    from tint.training.train import load_teacher
+    student = Colorizer(ColorizerConfig(backbone="tiny-darknet", output="bins", final_width=8))
+    assert load_teacher(tiny_weights, student, "cpu").training is False
+    with pytest.raises(TintError, match="same ab bins"):
+        load_teacher(tiny_weights, Colorizer(ColorizerConfig(backbone="tiny-darknet", output="ab")), "cpu")

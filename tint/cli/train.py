@@ -46,6 +46,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "short fine-tune from --init (0: off)")
     g.add_argument("--critic-lr", type=float, default=D["critic_lr"], metavar="LR",
                    help="the critic's learning rate (Adam, constant)")
+    g.add_argument("--teacher", default=D["teacher"], metavar="FILE",
+                   help="distil: a bins model whose per-pixel bin distributions (on the full crop) are "
+                        "soft targets, e.g. the default for a smaller --work-size model")
+    g.add_argument("--distill", type=float, default=D["distill"], metavar="WEIGHT",
+                   help="with --teacher: weight of the KL to its distributions")
     g.add_argument("--bin-sigma", type=float, default=D["bin_sigma"],
                    help="soft-encoding / prior smoothing sigma (ab units)")
     g.add_argument("--rebalance-lambda", type=float, default=D["rebalance_lambda"],
@@ -56,6 +61,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="file names (one per line) to leave out of training, e.g. a held-out split (repeatable)")
     g.add_argument("--batch", type=int, default=D["batch"], help="images per step per process")
     g.add_argument("--crop", type=int, default=D["crop"], help="training crop (multiple of 16)")
+    g.add_argument("--work-size", type=int, default=D["work_size"], metavar="SIDE",
+                   help="resize each crop to SIDE before the network (a model for a smaller working "
+                        "size, e.g. 128 for live use; default: the crop); the file records it as its size")
     g.add_argument("--pack", default=D["pack"], help="decoded pack file (.npy); default: a cache under ~/.cache/tint")
     g.add_argument("--pack-size", type=int, default=D["pack_size"], help="side of the decoded squares")
     g.add_argument("--workers", type=int, default=D["workers"], help="decode processes (default: all cores)")
@@ -86,7 +94,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="photos per periodic validation (all at the end)")
     g.add_argument("--val-every", type=int, default=D["val_every"],
                    help="validate every N steps (default: 10 times a run)")
-    g.add_argument("--val-size", type=int, default=D["val_size"], help="working size for validation")
+    g.add_argument("--val-size", type=int, default=D["val_size"], help="working size for validation (default: the model's, --work-size or 256)")
 
     g = add_model_options(p, weights=False, size=False, backend=False,
                           device_help="cpu, cuda or auto (default; torchrun: one GPU per process)")

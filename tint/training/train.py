@@ -57,7 +57,7 @@ DATA_TERMS = ("Trained on photos whose terms allow non-commercial research use o
 RUN_KEYS = ("backbone", "loss", "final_width", "init", "batch", "crop", "pack_size", "lr",
             "encoder_lr_mult", "weight_decay", "warmup", "epochs", "seed", "clip", "bin_sigma",
             "rebalance_lambda", "context", "out_stride", "feature_loss", "semantic_loss", "temperature",
-            "steps", "budget", "adversarial", "critic_lr", "width")
+            "steps", "budget", "adversarial", "critic_lr", "width", "work_size", "teacher", "distill")
 LOSSES = ("bins", "l2", "smoothl1")
 OUT_STRIDES = (1, 2, 4)
 # Checkpoints written before TrainConfig held the argparse namespace: its names that differ.
@@ -87,12 +87,15 @@ class TrainConfig:
     feature_net: str | None = None            # the classifier for feature_loss (TF.js Tiny Darknet folder)
     adversarial: float = 0.0                  # weight of a conditional patch critic's hinge loss (0: off)
     critic_lr: float = 2e-4                   # the critic's learning rate (Adam, constant)
+    teacher: str | None = None                # a bins model whose distributions are soft targets (distillation)
+    distill: float = 0.0                      # weight of the KL to the teacher's bin distributions (0: off)
     bin_sigma: float = 5.0                    # soft-encoding / prior smoothing sigma (ab units)
     rebalance_lambda: float = 0.5             # mix of the class prior with uniform (1: no rebalancing)
     # ---- data
     exclude: list = field(default_factory=list)  # files of names (one per line) left out of training
     batch: int = 64                           # images per step per process
     crop: int = 176                           # training crop side (a multiple of 16)
+    work_size: int | None = None              # crops resized to this side before the network (None: the crop)
     pack: str | None = None                   # decoded pack file (.npy); None: a cache under ~/.cache/tint
     pack_size: int = 224                      # side of the decoded squares in the pack
     workers: int | None = None                # decode processes (None: all cores)
@@ -111,7 +114,7 @@ class TrainConfig:
     val: str | None = None                    # folder of held-out colour photos (None: no validation)
     val_limit: int = 64                       # photos per periodic validation (all of them at the end)
     val_every: int | None = None              # validate every N steps (None: 10 times a run)
-    val_size: int = 256                       # working size for validation
+    val_size: int | None = None               # working size for validation (None: the model's: work_size, else 256)
     # ---- the process
     device: str = "auto"                      # cpu, cuda or auto (torchrun: one GPU per process)
     compile: bool = False                     # torch.compile the network
@@ -129,7 +132,7 @@ class TrainConfig:
         option: the one place a training run's options are checked."""
         c = replace(self, data=[str(f) for f in self.data], exclude=[str(f) for f in self.exclude],
                     **{k: None if getattr(self, k) is None else str(getattr(self, k))
-                       for k in ("output", "init", "feature_net", "pack", "val")})
+                       for k in ("output", "init", "feature_net", "pack", "val", "teacher")})
         if not c.data:
             raise TintError("no data: give folders of colour photos")
         if c.loss not in LOSSES:
@@ -142,6 +145,14 @@ class TrainConfig:
             raise TintError(f"--crop must be a positive multiple of 16, got {c.crop}")
         if c.crop > c.pack_size:
             raise TintError(f"--crop {c.crop} is larger than --pack-size {c.pack_size}")
+        if c.work_size is not None and not (c.work_size % 16 == 0 and 16 <= c.work_size <= c.crop):
+            raise TintError(f"--work-size must be a multiple of 16 from 16 to --crop {c.crop}, got {c.work_size}")
+        if c.distill < 0 or (c.distill > 0) != bool(c.teacher):
+            raise TintError("--distill WEIGHT and --teacher FILE go together (a weight above 0)")
+        if c.teacher and not Path(c.teacher).is_file():
+            raise TintError(f"--teacher file not found: {c.teacher}")
+        if c.teacher and c.loss != "bins":
+            raise TintError("--teacher needs --loss bins (it matches bin distributions)")
         if c.steps is not None and c.steps < 1:
             raise TintError("--steps must be at least 1")
         for k in ("batch", "epochs"):
@@ -166,7 +177,8 @@ class TrainConfig:
                 raise TintError(f"--exclude file not found: {f}")
         if c.val and not Path(c.val).is_dir():
             raise TintError(f"--val folder not found: {c.val}")
-        check_size(c.val_size)
+        if c.val_size is not None:
+            check_size(c.val_size)
         return c
 
     def with_backbone(self) -> "TrainConfig":
@@ -366,6 +378,30 @@ def critic_step(critic, opt, L_s, real_ab, fake_ab, amp=contextlib.nullcontext) 
 
 
 # --------------------------------------------------------------------------- model
+def load_teacher(path, student: Colorizer, device) -> Colorizer:
+    """The frozen teacher for --distill: a bins model on the student's ab bins."""
+    from ..core.weights import load_weights
+    teacher, _ = load_weights(path, device=device)
+    mine = getattr(student, "bins", None)
+    if teacher.config.output != "bins" or mine is None or teacher.bins.shape != mine.shape or \
+            not torch.equal(teacher.bins.cpu(), mine.cpu()):
+        raise TintError(f"--teacher {path}: not a bins model on the same ab bins as the student")
+    if torch.device(device).type == "cuda":
+        teacher.to(memory_format=torch.channels_last)
+    return teacher.requires_grad_(False).eval()
+
+
+def distill_loss(raw: torch.Tensor, teacher_raw: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) per pixel, averaged: both (B, Q, h, w) bin logits; the
+    teacher's distributions (softmax at temperature 1) are area-averaged onto the student's
+    grid when the student works at a smaller size.  0 when the student matches."""
+    p = torch.softmax(teacher_raw.float(), 1)
+    if p.shape[-2:] != raw.shape[-2:]:
+        p = F.adaptive_avg_pool2d(p, raw.shape[-2:])
+    logq = torch.log_softmax(raw.float(), 1)
+    return (p * (torch.log(p.clamp_min(1e-12)) - logq)).sum(1).mean()
+
+
 class RawHead(nn.Module):
     """Wraps a Colorizer so forward() returns the head output (what the losses need);
     DistributedDataParallel and torch.compile wrap this."""
@@ -640,7 +676,8 @@ def train(config: TrainConfig) -> int:
     width = config.width or (read_header(config.init)[0].width if config.init else 1)
     model_config = ColorizerConfig(backbone=config.backbone, output=output, final_width=final_width,
                                    context=config.context, out_stride=config.out_stride, width=width,
-                                   **({"temperature": config.temperature} if config.temperature else {}))
+                                   **({"temperature": config.temperature} if config.temperature else {}),
+                                   **({"size": config.work_size} if config.work_size else {}))
     torch.manual_seed(config.seed)
     model = Colorizer(model_config)
     init_fresh(model)
@@ -649,6 +686,7 @@ def train(config: TrainConfig) -> int:
     model.to(ctx.device)
     if ctx.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    val_size = config.val_size or model_config.size
     enc_mult = config.encoder_lr_mult if config.init else 1.0
     opt = torch.optim.AdamW(param_groups(model, config.lr, enc_mult, config.weight_decay),
                             lr=config.lr, betas=(0.9, 0.99))
@@ -673,6 +711,12 @@ def train(config: TrainConfig) -> int:
         critic_opt = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, betas=(0.0, 0.99))
         log(f"adversarial: x{config.adversarial:g} (ramped in over the warmup), patch critic of "
             f"{sum(p.numel() for p in critic.parameters()) / 1e6:.2f} M params, lr {config.critic_lr:g}")
+
+    teacher = None
+    if config.teacher:
+        teacher = load_teacher(config.teacher, model, ctx.device)
+        log(f"distill: x{config.distill:g}, KL to the bin distributions of {config.teacher} "
+            f"(run on the {config.crop}px crop)")
 
     bins = getattr(model, "bins", None)
     prior = class_weights = None
@@ -746,7 +790,7 @@ def train(config: TrainConfig) -> int:
         if not truths:
             return None, 0.0
         t0 = time.perf_counter()
-        v = validate(model, truths[:limit] if limit else truths, ctx.device, config.val_size, amp_dtype)
+        v = validate(model, truths[:limit] if limit else truths, ctx.device, val_size, amp_dtype)
         dt = time.perf_counter() - t0
         rec = {"step": step, "epoch": step // spe, "images": len(truths[:limit] if limit else truths), **v}
         history.append(rec)
@@ -803,11 +847,20 @@ def train(config: TrainConfig) -> int:
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * f
         L, ab = batches(step)
+        teacher_raw = None
+        if teacher is not None:               # the teacher sees the crop at full size
+            with torch.no_grad(), autocast(ctx.device, amp_dtype):
+                teacher_raw = teacher.raw(L).float()
+        if config.work_size and config.work_size != config.crop:
+            L, ab = (F.interpolate(t, size=(config.work_size,) * 2, mode="bilinear", antialias=True,
+                                   align_corners=False) for t in (L, ab))
         if ctx.device.type == "cuda":
             L = L.contiguous(memory_format=torch.channels_last)
         with autocast(ctx.device, amp_dtype):
             raw = net(L)
         loss = compute_loss(config.loss, raw, ab, bins, class_weights, config.bin_sigma)
+        if teacher_raw is not None:
+            loss = loss + config.distill * distill_loss(raw, teacher_raw)
         fake_ab = None
         if feature_loss is not None or critic is not None:
             with autocast(ctx.device, amp_dtype):
@@ -917,7 +970,7 @@ def save_final(model, path, config, info, val, step, total, finished, seconds, w
                      "skipped": len(info.get("skipped", [])), "pack_size": info["size"]},
             "data_terms": DATA_TERMS, "validation": val,
             "validation_protocol": "tint.train.validate: short side 256, working size "
-                                   f"{config.val_size}, L1 ab / PSNR / colorfulness (see tint eval)",
+                                   f"{config.val_size or model.config.size}, L1 ab / PSNR / colorfulness (see tint eval)",
             "steps": step, "total_steps": total, "finished": finished,
             "train_seconds": round(seconds, 1), "git_commit": git_commit()}
     # fp16 halves the file; a BN running variance beyond fp16's range would become inf.
