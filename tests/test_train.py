@@ -480,21 +480,40 @@ def test_slow_validation_does_not_eat_a_time_limited_run(photos, pack, tmp_path,
 def test_patch_critic_learns_real_from_grey():
     """A few hinge steps separate true chroma from grey chroma given the same L; the
     model's side of the game has gradients into the chroma only through the critic."""
-    from tint.training.train import PatchCritic, critic_step
+    from tint.training.train import PatchCritic, critic_step, critic_verdict
     torch.manual_seed(0)
     critic = PatchCritic(width=8)
     opt = torch.optim.Adam(critic.parameters(), lr=1e-2, betas=(0.0, 0.99))
     L = torch.rand(4, 1, 32, 32) * 100
     real = torch.randn(4, 2, 32, 32) * 30
     grey = torch.zeros(4, 2, 32, 32, requires_grad=True)
-    assert critic(L, real).shape == (4, 1, 4, 4)
+    assert [s.shape for s in critic(L, real)] == [(4, 1, 4, 4)]
     losses = [float(critic_step(critic, opt, L, real, grey)) for _ in range(30)]
     assert losses[-1] < losses[0] and grey.grad is None           # the critic's step leaves ab alone
-    assert critic(L, real).mean() > critic(L, grey.detach()).mean()
+    assert critic_verdict(critic(L, real)) > critic_verdict(critic(L, grey.detach()))
     critic.zero_grad(set_to_none=True)
     critic.requires_grad_(False)
-    (-critic(L, grey).mean()).backward()
+    (-critic_verdict(critic(L, grey))).backward()
     assert grey.grad.abs().sum() > 0 and all(p.grad is None for p in critic.parameters())
+
+
+def test_two_scale_critic_scores_patches_and_the_scene():
+    """scales=2 adds a score per 32 x 32 patch on the same features; both scales learn and
+    weigh the same in the hinge loss and in the model's verdict."""
+    from tint.training.train import PatchCritic, critic_step, critic_verdict
+    torch.manual_seed(0)
+    critic = PatchCritic(width=8, scales=2)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-2, betas=(0.0, 0.99))
+    L = torch.rand(4, 1, 64, 64) * 100
+    real, grey = torch.randn(4, 2, 64, 64) * 30, torch.zeros(4, 2, 64, 64)
+    assert [s.shape for s in critic(L, real)] == [(4, 1, 8, 8), (4, 1, 2, 2)]
+    losses = [float(critic_step(critic, opt, L, real, grey)) for _ in range(30)]
+    assert losses[-1] < losses[0]
+    fine, coarse = critic(L, real), critic(L, grey)
+    assert all(r.mean() > g.mean() for r, g in zip(fine, coarse))
+    assert critic_verdict([torch.ones(2, 1, 8, 8), torch.zeros(2, 1, 2, 2)]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="scales"):
+        PatchCritic(scales=3)
 
 
 def test_adversarial_run_resumes_exactly(photos, pack, tmp_path):
@@ -503,12 +522,13 @@ def test_adversarial_run_resumes_exactly(photos, pack, tmp_path):
     from tint.cli.train import run_train
     arch = ("--backbone", "tiny-darknet", "--final-width", "8", "--context", "8", "--out-stride", "2",
             "--epochs", "2")
-    base = (*arch, "--adversarial", "0.1")
+    base = (*arch, "--adversarial", "0.1", "--critic-scales", "2")
     assert run_train(_args(photos, tmp_path / "a", pack[0], *base)) == 0
     assert run_train(_args(photos, tmp_path / "b", pack[0], *base, "--stop-at-step", "2")) == 0
     assert run_train(_args(photos, tmp_path / "b", pack[0], *base, "--resume")) == 0
     a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
-    assert a["step"] == b["step"] == 4 and a["args"]["adversarial"] == 0.1
+    assert a["step"] == b["step"] == 4 and a["args"]["adversarial"] == 0.1 and a["args"]["critic_scales"] == 2
+    assert any(k.startswith("coarse.") for k in a["critic"])
     for part in ("model", "critic"):
         for k, v in a[part].items():
             assert torch.equal(v, b[part][k]), (part, k)

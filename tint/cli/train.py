@@ -46,6 +46,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "short fine-tune from --init (0: off)")
     g.add_argument("--critic-lr", type=float, default=D["critic_lr"], metavar="LR",
                    help="the critic's learning rate (Adam, constant)")
+    g.add_argument("--critic-scales", type=int, default=D["critic_scales"], choices=(1, 2),
+                   help="1: the critic scores 8x8 patches of the head's output; 2: also 32x32 ones "
+                        "(the scene around a flat region)")
     g.add_argument("--teacher", default=D["teacher"], metavar="FILE",
                    help="distil: a bins model whose per-pixel bin distributions (on the full crop) are "
                         "soft targets, e.g. the default for a smaller --work-size model")

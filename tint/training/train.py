@@ -57,7 +57,7 @@ DATA_TERMS = ("Trained on photos whose terms allow non-commercial research use o
 RUN_KEYS = ("backbone", "loss", "final_width", "init", "batch", "crop", "pack_size", "lr",
             "encoder_lr_mult", "weight_decay", "warmup", "epochs", "seed", "clip", "bin_sigma",
             "rebalance_lambda", "context", "out_stride", "feature_loss", "semantic_loss", "temperature",
-            "steps", "budget", "adversarial", "critic_lr", "width", "work_size", "teacher", "distill")
+            "steps", "budget", "adversarial", "critic_lr", "critic_scales", "width", "work_size", "teacher", "distill")
 LOSSES = ("bins", "l2", "smoothl1")
 OUT_STRIDES = (1, 2, 4)
 # Checkpoints written before TrainConfig held the argparse namespace: its names that differ.
@@ -87,6 +87,7 @@ class TrainConfig:
     feature_net: str | None = None            # the classifier for feature_loss (TF.js Tiny Darknet folder)
     adversarial: float = 0.0                  # weight of a conditional patch critic's hinge loss (0: off)
     critic_lr: float = 2e-4                   # the critic's learning rate (Adam, constant)
+    critic_scales: int = 1                    # 1: scores per 8x8 patch; 2: also per 32x32 patch
     teacher: str | None = None                # a bins model whose distributions are soft targets (distillation)
     distill: float = 0.0                      # weight of the KL to the teacher's bin distributions (0: off)
     bin_sigma: float = 5.0                    # soft-encoding / prior smoothing sigma (ab units)
@@ -168,6 +169,8 @@ class TrainConfig:
             raise TintError(f"--width must be 1..8, got {c.width}")
         if c.adversarial < 0 or c.critic_lr <= 0:
             raise TintError("--adversarial must be at least 0 and --critic-lr positive")
+        if c.critic_scales not in (1, 2):
+            raise TintError(f"--critic-scales must be 1 or 2, got {c.critic_scales}")
         if c.semantic_loss and not c.feature_loss:
             raise TintError("--semantic-loss needs --feature-loss (it runs through the same classifier)")
         if c.feature_loss and not (c.feature_net and Path(c.feature_net).exists()):
@@ -346,12 +349,16 @@ def predicted_rgb(model: Colorizer, ab: torch.Tensor, L: torch.Tensor) -> torch.
 
 class PatchCritic(nn.Module):
     """Conditional patch critic for the adversarial loss: (L, ab) at the head's output stride
-    -> one realness score per 8 x 8 patch.  Its verdicts on true against colorized chroma
-    given the same lightness push the head towards colours that could be real (vivid,
+    -> one realness score per 8 x 8 patch, and with ``scales=2`` also one per 32 x 32 patch
+    (two more stride-2 convs on the same features).  Its verdicts on true against colorized
+    chroma given the same lightness push the head towards colours that could be real (vivid,
     consistent) where the per-pixel losses settle for a greyish mean; spectral norm keeps
-    the hinge game stable at a small weight.  Inputs: L in [0, 100], ab in Lab units."""
+    the hinge game stable at a small weight.  The coarse scale sees most of a training crop:
+    an 8 x 8 patch of a bright flat region (a pool, a sky, a platform) says nothing about
+    whether it should be white, blue or yellow, the scene around it does.
+    Inputs: L in [0, 100], ab in Lab units; output: a list of score maps, finest first."""
 
-    def __init__(self, width: int = 64):
+    def __init__(self, width: int = 64, scales: int = 1):
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm
         c = (3, width, 2 * width, 4 * width)
@@ -359,18 +366,40 @@ class PatchCritic(nn.Module):
         for cin, cout in zip(c, c[1:]):
             layers += [sn(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(*layers, sn(nn.Conv2d(c[-1], 1, 3, padding=1)))
+        self.coarse = None
+        if scales == 2:
+            w = c[-1]
+            # 3 x 3 kernels: any map size works (a 16-px crop's 2 x 2 features as well)
+            self.coarse = nn.Sequential(sn(nn.Conv2d(w, w, 3, stride=2, padding=1)), nn.LeakyReLU(0.2),
+                                        sn(nn.Conv2d(w, w, 3, stride=2, padding=1)), nn.LeakyReLU(0.2),
+                                        sn(nn.Conv2d(w, 1, 3, padding=1)))
+        elif scales != 1:
+            raise ValueError(f"PatchCritic: scales must be 1 or 2, got {scales}")
 
-    def forward(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat((L / 50 - 1, ab / AB_SCALE), 1))      # (B, 1, h/8, w/8)
+    def forward(self, L: torch.Tensor, ab: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.net[:-1](torch.cat((L / 50 - 1, ab / AB_SCALE), 1))
+        scores = [self.net[-1](feats)]                                    # (B, 1, h/8, w/8)
+        if self.coarse is not None:
+            scores.append(self.coarse(feats))                             # (B, 1, h/32, w/32)
+        return scores
+
+
+def critic_verdict(scores: list[torch.Tensor]) -> torch.Tensor:
+    """The model's side of the game: the critic's mean score, each scale weighing the same."""
+    return torch.stack([s.float().mean() for s in scores]).mean()
 
 
 def critic_step(critic, opt, L_s, real_ab, fake_ab, amp=contextlib.nullcontext) -> torch.Tensor:
-    """One hinge-loss update of the critic on detached chroma; returns its loss.  Real and
-    colorized go through in one batch (one forward per backward, as DDP wants)."""
+    """One hinge-loss update of the critic on detached chroma; returns its loss (each scale
+    weighing the same).  Real and colorized go through in one batch (one forward per
+    backward, as DDP wants)."""
     with amp():
-        score = critic(torch.cat((L_s, L_s)), torch.cat((real_ab, fake_ab.detach().to(real_ab.dtype)))).float()
-    real, fake = score.chunk(2)
-    loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+        scores = critic(torch.cat((L_s, L_s)), torch.cat((real_ab, fake_ab.detach().to(real_ab.dtype))))
+    losses = []
+    for score in scores:
+        real, fake = score.float().chunk(2)
+        losses.append(F.relu(1 - real).mean() + F.relu(1 + fake).mean())
+    loss = torch.stack(losses).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -707,9 +736,10 @@ def train(config: TrainConfig) -> int:
 
     critic = critic_opt = None
     if config.adversarial:
-        critic = PatchCritic().to(ctx.device)
+        critic = PatchCritic(scales=config.critic_scales).to(ctx.device)
         critic_opt = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, betas=(0.0, 0.99))
-        log(f"adversarial: x{config.adversarial:g} (ramped in over the warmup), patch critic of "
+        log(f"adversarial: x{config.adversarial:g} (ramped in over the warmup), patch critic "
+            f"({config.critic_scales} scale{'s' if config.critic_scales > 1 else ''}) of "
             f"{sum(p.numel() for p in critic.parameters()) / 1e6:.2f} M params, lr {config.critic_lr:g}")
 
     teacher = None
@@ -875,7 +905,7 @@ def train(config: TrainConfig) -> int:
             L_s, real_ab = (F.avg_pool2d(L, S), F.avg_pool2d(ab, S)) if S > 1 else (L, ab)
             critic.requires_grad_(False)          # the model's step moves the model only
             with autocast(ctx.device, amp_dtype):
-                adv = -critic(L_s, fake_ab).float().mean()
+                adv = -critic_verdict(critic(L_s, fake_ab))
             loss = loss + config.adversarial * min(1.0, (step + 1) / warmup) * adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
