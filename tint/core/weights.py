@@ -40,17 +40,18 @@ class NamedWeights:
 REGISTRY: dict[str, NamedWeights] = {
     "default": NamedWeights(
         file="tint-default.safetensors",
-        sha256="56a032f19ac408dce2363d221840bd42b85ada98038b3ab5b14b4c897dca436d",
-        description="2026-12-02b: tiny-darknet encoder (ImageNet) + residual head with global context, "
+        sha256="c1f1837865a8e59d2dbf9b2a048bfeafd25b71020d78acb0e1077716dd1ee4af",
+        description="2026-12-02e: tiny-darknet encoder (ImageNet) + residual head with global context, "
                     "261 ab bins at stride 2 (T=0.3, chroma gain 1.1, chosen on tune), bins loss with a feature "
-                    "and class loss through the frozen ImageNet Tiny Darknet, trained 27.6 min on train-v2 (68,884 "
-                    "photos); dev: PSNR 22.70 dB (gray 21.65), colorfulness 82 %, FID 91.4 (gray 175.4)"),
+                    "and class loss through the frozen ImageNet Tiny Darknet and a patch critic, trained 64.9 min "
+                    "on train-v2 (68,884 photos); dev: PSNR 22.43 dB (gray 21.65), colorfulness 83 %, FID 83.1 "
+                    "(gray 175.4)"),
     # Live use on a CPU until a distilled fast model exists: the same network at a quarter of
     # the pixels.  2-core CPU: camera 320x240 16.6 frames/s, p50 80 ms (2026-12-02 network);
     # 2026-12-02b: dev PSNR 22.38 dB (gray 21.65), FID 105.7 = 1.16x the default's (docs/CPU.md).
     "fast": NamedWeights(
         file="tint-default.safetensors",
-        sha256="56a032f19ac408dce2363d221840bd42b85ada98038b3ab5b14b4c897dca436d",
+        sha256="c1f1837865a8e59d2dbf9b2a048bfeafd25b71020d78acb0e1077716dd1ee4af",
         description="the default network at working size 128, for live colorization on a CPU",
         size=128),
     "2026-11-22": NamedWeights(
