@@ -48,7 +48,8 @@ REGISTRY: dict[str, NamedWeights] = {
                     "(gray 175.4)"),
     # Live use on a CPU until a distilled fast model exists: the same network at a quarter of
     # the pixels.  2-core CPU: camera 320x240 16.6 frames/s, p50 80 ms (2026-12-02 network);
-    # 2026-12-02b: dev PSNR 22.38 dB (gray 21.65), FID 105.7 = 1.16x the default's (docs/CPU.md).
+    # 2026-12-02e: dev PSNR 22.13 dB (gray 21.65), FID 102.7 = 1.24x the default's; people300
+    # 68.0 = 1.28x (docs/CPU.md).
     "fast": NamedWeights(
         file="tint-default.safetensors",
         sha256="c1f1837865a8e59d2dbf9b2a048bfeafd25b71020d78acb0e1077716dd1ee4af",
