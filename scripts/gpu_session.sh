@@ -9,6 +9,7 @@
 #   .stage/run.sh verify1             GPU tests, bench_video 1080p/4K ultrafast, tint info
 #   .stage/run.sh verify2             tint bench at 512 (random vgg16) and for the bundled model
 #   .stage/run.sh profile             the 4K video step with and without the filter, profiled
+#                                     (and against .stage/stabilize_old.py if staged)
 #   ARMS="name|train args;..." [TESTS=1] .stage/run.sh train MIN BUDGET
 #                                     build the pack once, train every arm side by side with
 #                                     --time-limit MIN --budget BUDGET --resume; last.pt in
@@ -92,9 +93,12 @@ verify2)
      --compile ${COMPILE:-none} --json "$OUT/bench_default.json" > "$OUT/bench_default.txt" 2>&1
   echo "== bench default rc=$? ($((SECONDS - t0)) s)"; cat "$OUT/bench_default.txt" | tail -25
   ;;
-profile)  # where the 4K video step's filter spends its time (scripts/profile_filter.py)
+profile)  # where the 4K video step's filter spends its time (scripts/profile_filter.py); with
+          # .stage/stabilize_old.py (git show ab27cd5:tint/media/stabilize.py > .stage/stabilize_old.py)
+          # also that commit's filter, alternating with this one
+  against=(); [[ -f .stage/stabilize_old.py ]] && against=(--against .stage/stabilize_old.py)
   timeout -k 5 ${PROFILE_CAP:-150} python3 scripts/profile_filter.py --device cuda --input 4k --frames 60 \
-     --json "$OUT/profile_filter.json" > "$OUT/profile_filter.txt" 2>&1
+     "${against[@]}" --json "$OUT/profile_filter.json" > "$OUT/profile_filter.txt" 2>&1
   echo "== profile rc=$?"; grep -v "^STAGE:\|USDT" "$OUT/profile_filter.txt" | head -70
   ;;
 pack)

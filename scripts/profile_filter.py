@@ -4,13 +4,19 @@ batch 1, pinned luma in, pinned Y'CbCr planes out), with and without the filter.
 
     python3 scripts/profile_filter.py [--device cuda] [--input 4k|1080p|WxH] [--frames 30]
                                       [--weights W] [--rows 25] [--json OUT.json]
+                                      [--against OLD_STABILIZE.py]
 
 Prints the per-frame median of both steps (their difference is the filter's cost), then the
 operators of the filtered step by device time and by count, so a slower filter can be traced
-to the operators that grew (VIDEO.md, "A third run").  A measurement, not a test."""
+to the operators that grew (VIDEO.md, "A third run").  ``--against`` also times the step with
+another version of ``tint/media/stabilize.py`` (e.g. ``git show ab27cd5:tint/media/stabilize.py
+> old.py``; the module imports nothing from tint), alternating with this one in the same
+process, and prints the ratio: the filter of two commits on one machine.  A measurement, not
+a test."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -41,6 +47,18 @@ def per_frame_ms(step, layout, n: int) -> list[float]:
     return ms
 
 
+def with_stabilize(path):
+    """Make ``tint.media.stabilize`` the module at ``path`` for the steps built after the
+    call; returns the module."""
+    import tint.media
+    spec = importlib.util.spec_from_file_location("tint.media.stabilize", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sys.modules["tint.media.stabilize"] = mod
+    tint.media.stabilize = mod
+    return mod
+
+
 def main() -> int:
     from tint.api import Runner
     from tint.media.video.formats import FrameLayout
@@ -53,6 +71,8 @@ def main() -> int:
     ap.add_argument("--weights", default=None, help="default: the bundled model")
     ap.add_argument("--rows", type=int, default=25)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--against", default=None, metavar="OLD_STABILIZE.py",
+                    help="also time the step with this stabilize.py, alternating with this tree's")
     a = ap.parse_args()
     W, H = {"4k": (3840, 2160), "1080p": (1920, 1080)}.get(a.input, None) or map(int, a.input.split("x"))
     cuda = a.device.startswith("cuda")
@@ -68,6 +88,23 @@ def main() -> int:
     med_f, med_b = statistics.median(t_filt), statistics.median(t_bare)
     print(f"{W}x{H} on {a.device} ({runner.backend}): step with the filter {med_f:.2f} ms, without "
           f"{med_b:.2f} ms, the filter {med_f - med_b:.2f} ms per frame (median of {a.frames})")
+    ab = None
+    if a.against:
+        import tint.media.stabilize as this
+        times = {"this tree": [], a.against: []}
+        with torch.inference_mode():
+            for _ in range(3):                                   # alternating, same process
+                for name, path in (("this tree", None), (a.against, a.against)):
+                    if path is not None:
+                        with_stabilize(path)
+                    times[name] += per_frame_ms(FrameColorizer(runner, layout), layout, a.frames)
+                    sys.modules["tint.media.stabilize"] = this
+                    import tint.media
+                    tint.media.stabilize = this
+        ab = {k: statistics.median(v) for k, v in times.items()}
+        print(f"step with the filter: this tree {ab['this tree']:.2f} ms, {a.against} "
+              f"{ab[a.against]:.2f} ms: ratio {ab['this tree'] / ab[a.against]:.3f} "
+              f"(medians of {3 * a.frames} frames each, alternating)")
     key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     table = prof.key_averages()
     print(table.table(sort_by=key, row_limit=a.rows))
@@ -76,7 +113,7 @@ def main() -> int:
         rows = [{"name": e.key, "count": e.count, "self_cpu_us": e.self_cpu_time_total,
                  "self_device_us": getattr(e, "self_device_time_total", 0.0)} for e in table]
         json.dump({"input": [W, H], "device": a.device, "filter_ms": med_f, "no_filter_ms": med_b,
-                   "operators": rows}, open(a.json, "w"), indent=1)
+                   "against": ab, "operators": rows}, open(a.json, "w"), indent=1)
     return 0
 
 
