@@ -845,7 +845,8 @@ def train(config: TrainConfig) -> int:
         n_params = sum(p.numel() for p in model.parameters())
         log(f"train: {model_config.backbone} output={output} final_width={final_width} "
             f"({n_params / 1e6:.2f} M params) on {ctx.device} x{ctx.world}; {info['count']} images, "
-            f"{spe} steps/epoch of {config.batch}x{ctx.world} at {config.crop}px; "
+            f"{spe} steps/epoch of {config.batch}x{ctx.world} at {config.crop}px"
+            f"{f' resized to {config.work_size}px' if config.work_size and config.work_size != config.crop else ''}; "
             f"{'up to ' if deadline and not calibrated else ''}{total} steps")
 
     # ---- loop
