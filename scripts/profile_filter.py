@@ -16,51 +16,34 @@ a test."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import statistics
 import sys
-import time
 
 import torch
 
 
-def frames(layout, k: int = 4):
-    ys = [torch.randint(16, 236, (1, layout.height, layout.width), dtype=torch.uint8) for _ in range(k)]
-    outs = [torch.empty(1, layout.frame_bytes, dtype=torch.uint8) for _ in range(k)]
-    if torch.cuda.is_available():
-        ys, outs = [y.pin_memory() for y in ys], [o.pin_memory() for o in outs]
-    return ys, outs
-
-
-def per_frame_ms(step, layout, n: int) -> list[float]:
-    ys, outs = frames(layout)
-    for i in range(step.lookahead + 3):              # graphs captured, the lookahead filled
-        done = step.submit(ys[i % 4], outs[i % 4])[0]
-        done is not None and done.synchronize()
-    ms = []
-    for i in range(n):
-        t = time.perf_counter()
-        done = step.submit(ys[i % 4], outs[i % 4])[0]
-        done is not None and done.synchronize()
-        ms.append((time.perf_counter() - t) * 1e3)
-    return ms
-
-
-def with_stabilize(path):
-    """Make ``tint.media.stabilize`` the module at ``path`` for the steps built after the
-    call; returns the module."""
+@contextlib.contextmanager
+def stabilize_module(path):
+    """``tint.media.stabilize`` is the module at ``path`` for the steps built inside (the
+    step imports it when it is built); this tree's again afterwards."""
     import tint.media
+    import tint.media.stabilize as this
     spec = importlib.util.spec_from_file_location("tint.media.stabilize", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    sys.modules["tint.media.stabilize"] = mod
-    tint.media.stabilize = mod
-    return mod
+    other = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(other)
+    sys.modules["tint.media.stabilize"] = tint.media.stabilize = other
+    try:
+        yield other
+    finally:
+        sys.modules["tint.media.stabilize"] = tint.media.stabilize = this
 
 
 def main() -> int:
     from tint.api import Runner
+    from tint.bench.gpu import time_video_step
     from tint.media.video.formats import FrameLayout
     from tint.media.video.step import FrameColorizer
 
@@ -78,33 +61,28 @@ def main() -> int:
     cuda = a.device.startswith("cuda")
     runner = Runner(a.weights, device=a.device, backend="engine" if cuda else "eager")
     layout = FrameLayout(W, H, "yuv420p", "bt709", False)
+
+    def median_ms(stabilize_py=None, **kw) -> float:
+        with stabilize_module(stabilize_py) if stabilize_py else contextlib.nullcontext():
+            step = FrameColorizer(runner, layout, **kw)
+        return time_video_step(step, layout, a.frames)["median_ms"]
+
     with torch.inference_mode():
-        filt = FrameColorizer(runner, layout)
-        bare = FrameColorizer(runner, layout, stabilize=False)
-        t_filt, t_bare = per_frame_ms(filt, layout, a.frames), per_frame_ms(bare, layout, a.frames)
+        med_f, med_b = median_ms(), median_ms(stabilize=False)
         acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
         with torch.profiler.profile(activities=acts) as prof:
-            per_frame_ms(filt, layout, 10)
-    med_f, med_b = statistics.median(t_filt), statistics.median(t_bare)
+            time_video_step(FrameColorizer(runner, layout), layout, 10)
+        ab = None
+        if a.against:                                            # alternating, same process
+            rounds = [(median_ms(), median_ms(a.against)) for _ in range(3)]
+            ab = {"this tree": statistics.median(r[0] for r in rounds),
+                  a.against: statistics.median(r[1] for r in rounds)}
     print(f"{W}x{H} on {a.device} ({runner.backend}): step with the filter {med_f:.2f} ms, without "
           f"{med_b:.2f} ms, the filter {med_f - med_b:.2f} ms per frame (median of {a.frames})")
-    ab = None
-    if a.against:
-        import tint.media.stabilize as this
-        times = {"this tree": [], a.against: []}
-        with torch.inference_mode():
-            for _ in range(3):                                   # alternating, same process
-                for name, path in (("this tree", None), (a.against, a.against)):
-                    if path is not None:
-                        with_stabilize(path)
-                    times[name] += per_frame_ms(FrameColorizer(runner, layout), layout, a.frames)
-                    sys.modules["tint.media.stabilize"] = this
-                    import tint.media
-                    tint.media.stabilize = this
-        ab = {k: statistics.median(v) for k, v in times.items()}
+    if ab:
         print(f"step with the filter: this tree {ab['this tree']:.2f} ms, {a.against} "
               f"{ab[a.against]:.2f} ms: ratio {ab['this tree'] / ab[a.against]:.3f} "
-              f"(medians of {3 * a.frames} frames each, alternating)")
+              f"(median of 3 alternating rounds of {a.frames} frames each)")
     key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     table = prof.key_averages()
     print(table.table(sort_by=key, row_limit=a.rows))

@@ -450,8 +450,8 @@ def host_to_host(model, device, args) -> dict:
     layout = FrameLayout(W, H, "yuv420p", "bt709", False)
     n = 20 if args.quick else 100
     with torch.inference_mode():
-        video = _video_step(FrameColorizer(runner, layout, size=size), layout, n)
-        bare = _video_step(FrameColorizer(runner, layout, size=size, stabilize=False), layout, n)
+        video = time_video_step(FrameColorizer(runner, layout, size=size), layout, n)
+        bare = time_video_step(FrameColorizer(runner, layout, size=size, stabilize=False), layout, n)
         rgb = np.random.default_rng(0).integers(0, 256, (1, H, W, 3), dtype=np.uint8)
         cam = ChromaStabilizer()
         for _ in range(3):
@@ -466,13 +466,15 @@ def host_to_host(model, device, args) -> dict:
             **video, "no_filter": bare, "camera_median_ms": statistics.median(cam_ms)}
 
 
-def _video_step(step, layout, n: int, slots: int = 4) -> dict:
-    """Per-frame ms (median, p99) of ``step.submit`` on 4K luma, synchronized per frame, and
-    frames/s streamed with ``slots - 1`` batches in flight."""
+def time_video_step(step, layout, n: int, slots: int = 4) -> dict:
+    """Per-frame ms (median, p99) of ``step.submit`` (a ``FrameColorizer``) on random luma of
+    ``layout``, synchronized per frame, and frames/s streamed with ``slots - 1`` batches in
+    flight.  Buffers pinned when the step runs on CUDA, as ``tint video``'s are."""
     from collections import deque
-    ys = [torch.randint(16, 236, (1, layout.height, layout.width), dtype=torch.uint8).pin_memory()
+    pin = (lambda t: t.pin_memory()) if step.cuda else (lambda t: t)
+    ys = [pin(torch.randint(16, 236, (1, layout.height, layout.width), dtype=torch.uint8))
           for _ in range(slots)]
-    outs = [torch.empty(1, layout.frame_bytes, dtype=torch.uint8).pin_memory() for _ in range(slots)]
+    outs = [pin(torch.empty(1, layout.frame_bytes, dtype=torch.uint8)) for _ in range(slots)]
 
     def submit(i):
         return step.submit(ys[i % slots], outs[i % slots])[0]
