@@ -412,8 +412,7 @@ def load_teacher(path, student: Colorizer, device) -> Colorizer:
     from ..core.weights import load_weights
     teacher, _ = load_weights(path, device=device)
     mine = getattr(student, "bins", None)
-    if teacher.config.output != "bins" or mine is None or teacher.bins.shape != mine.shape or \
-            not torch.equal(teacher.bins.cpu(), mine.cpu()):
+    if teacher.config.output != "bins" or mine is None or not torch.equal(teacher.bins.cpu(), mine.cpu()):
         raise TintError(f"--teacher {path}: not a bins model on the same ab bins as the student")
     if torch.device(device).type == "cuda":
         teacher.to(memory_format=torch.channels_last)
@@ -716,6 +715,7 @@ def train(config: TrainConfig) -> int:
     if ctx.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     val_size = config.val_size or model_config.size
+    resize = config.work_size if config.work_size not in (None, config.crop) else None   # crops -> network
     enc_mult = config.encoder_lr_mult if config.init else 1.0
     opt = torch.optim.AdamW(param_groups(model, config.lr, enc_mult, config.weight_decay),
                             lr=config.lr, betas=(0.9, 0.99))
@@ -846,7 +846,7 @@ def train(config: TrainConfig) -> int:
         log(f"train: {model_config.backbone} output={output} final_width={final_width} "
             f"({n_params / 1e6:.2f} M params) on {ctx.device} x{ctx.world}; {info['count']} images, "
             f"{spe} steps/epoch of {config.batch}x{ctx.world} at {config.crop}px"
-            f"{f' resized to {config.work_size}px' if config.work_size and config.work_size != config.crop else ''}; "
+            f"{f' resized to {resize}px' if resize else ''}; "
             f"{'up to ' if deadline and not calibrated else ''}{total} steps")
 
     # ---- loop
@@ -882,8 +882,8 @@ def train(config: TrainConfig) -> int:
         if teacher is not None:               # the teacher sees the crop at full size
             with torch.no_grad(), autocast(ctx.device, amp_dtype):
                 teacher_raw = teacher.raw(L).float()
-        if config.work_size and config.work_size != config.crop:
-            L, ab = (F.interpolate(t, size=(config.work_size,) * 2, mode="bilinear", antialias=True,
+        if resize:
+            L, ab = (F.interpolate(t, size=(resize, resize), mode="bilinear", antialias=True,
                                    align_corners=False) for t in (L, ab))
         if ctx.device.type == "cuda":
             L = L.contiguous(memory_format=torch.channels_last)
